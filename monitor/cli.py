@@ -1,0 +1,144 @@
+"""The `finmon` command line."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from monitor.settings import Settings, load_settings
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (default: $FINMON_CONFIG or the repo's config.toml).",
+)
+
+
+def settings_from(config_path: Path | None) -> Settings:
+    """Load settings, turning any config error into one clear message and exit code 2."""
+    from pydantic import ValidationError
+
+    try:
+        return load_settings(config_path)
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
+        click.echo(f"finmon: invalid configuration: {exc}", err=True)
+        sys.exit(2)
+
+
+def setup_logging(settings: Settings) -> None:
+    from monitor.logging_setup import configure_logging
+
+    configure_logging(
+        settings.logging.level,
+        json_format=settings.logging.json_format,
+        secrets=settings.secret_values(),
+    )
+
+
+@click.group()
+@click.version_option(package_name="finmon")
+def main() -> None:
+    """finmon: monitor financial news sentiment from Kafka, in SQL, with alerts."""
+
+
+@main.command()
+@config_option
+def worker(config_path: Path | None) -> None:
+    """Run the always-on daemon (Faust agents on the configured Kafka and database)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from monitor.logging_setup import RedactSecrets
+    from monitor.runtime import build_runtime
+    from pipelines.worker import run_worker
+
+    settings = settings_from(config_path)
+    setup_logging(settings)
+    migrate = settings.database_url.startswith("sqlite")
+    try:
+        runtime = build_runtime(settings, migrate=migrate)
+    except SQLAlchemyError as exc:
+        reason = RedactSecrets(settings.secret_values()).redact(str(exc.orig or exc))
+        click.echo(f"finmon: database unreachable: {reason.strip()}", err=True)
+        sys.exit(3)
+    run_worker(settings, runtime)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def replay(file: Path, config_path: Path | None, quiet: bool) -> None:
+    """Process a JSONL file of news exactly as the worker would, without Kafka."""
+    from monitor.replay import replay as run_replay
+    from monitor.runtime import build_runtime
+
+    settings = settings_from(config_path)
+    setup_logging(settings)
+    runtime = build_runtime(settings, migrate=True)
+    summary = run_replay(runtime, file, progress=not quiet)
+    click.echo(str(summary))
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_option
+@click.option("--topic", default=None, help="Topic to publish to (default: kafka.input_topic).")
+def produce(file: Path, config_path: Path | None, topic: str | None) -> None:
+    """Publish a JSONL file of news to Kafka, one message per line (backfills, demos)."""
+    from monitor.produce import produce_file
+
+    settings = settings_from(config_path)
+    setup_logging(settings)
+    count = produce_file(settings.kafka, file, topic or settings.kafka.input_topic)
+    click.echo(f"produced {count} messages to {topic or settings.kafka.input_topic}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--hours", default=6.0, show_default=True, help="Hours of news to generate.")
+@click.option("--per-hour", default=120, show_default=True, help="Background items per hour.")
+@click.option("--seed", default=7, show_default=True)
+@click.option(
+    "--end",
+    default=None,
+    help="ISO timestamp of the last hour's end (default: now, rounded down to the hour).",
+)
+def sample(out: Path, hours: float, per_hour: int, seed: int, end: str | None) -> None:
+    """Generate a realistic synthetic news feed (JSONL) with a negative episode."""
+    from monitor.sample import SampleSpec, write_jsonl
+
+    if end:
+        end_at = datetime.fromisoformat(end)
+        if end_at.tzinfo is None:
+            raise click.BadParameter("--end needs a timezone, e.g. 2026-01-05T16:00:00+00:00")
+    else:
+        end_at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    count = write_jsonl(str(out), SampleSpec(end=end_at, hours=hours, per_hour=per_hour, seed=seed))
+    click.echo(f"wrote {count} news items to {out}")
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command()
+@config_option
+def upgrade(config_path: Path | None) -> None:
+    """Apply the alembic migrations to the configured database."""
+    from monitor.db.engine import upgrade as run_upgrade
+
+    settings = settings_from(config_path)
+    setup_logging(settings)
+    run_upgrade(settings.database_url)
+    click.echo("database schema is up to date")
+
+
+# Commands owned by other packages register here.

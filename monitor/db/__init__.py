@@ -1,0 +1,1 @@
+"""SQL storage: table models, the engine adapter and the batch writer."""

@@ -1,0 +1,1 @@
+"""The adapted foundation model: training, evaluation and batched serving."""

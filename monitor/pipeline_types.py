@@ -1,0 +1,74 @@
+"""Values that travel between the pipeline's stages (decode, classify, store, publish)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from monitor.contract import NewsItem
+from monitor.model.interface import Classification
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a message came from: a Kafka position, or a line of a replayed file."""
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    value: bytes
+    origin: Origin | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that was refused, with its exact bytes, the reason and where it came from."""
+
+    raw: bytes
+    reason: str
+    origin: Origin | None = None
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers for the dead-letter topic (the value stays the raw bytes)."""
+        origin = self.origin or Origin()
+        pairs = {
+            "finmon-error-reason": self.reason,
+            "finmon-source-topic": origin.topic,
+            "finmon-source-partition": origin.partition,
+            "finmon-source-offset": origin.offset,
+        }
+        return [(k, str(v).encode()) for k, v in pairs.items() if v is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifiedItem:
+    item: NewsItem
+    classification: Classification
+    origin: Origin | None = None
+
+    def to_json(self) -> bytes:
+        """The document published on the output topic."""
+        news, c = self.item, self.classification
+        doc: dict[str, Any] = {
+            "id": news.id,
+            "published_at": news.published_at.isoformat(),
+            "headline": news.headline,
+            "source": news.source,
+            "url": news.url,
+            "tickers": list(news.tickers),
+            "lang": news.lang,
+            "topic": c.topic,
+            "topic_confidence": round(c.topic_confidence, 6),
+            "sentiment": c.sentiment,
+            "sentiment_score": round(c.sentiment_score, 6),
+            "sentiment_confidences": {k: round(v, 6) for k, v in c.sentiment_probs.items()},
+            "model_version": c.model_version,
+        }
+        return json.dumps(doc, ensure_ascii=False).encode()

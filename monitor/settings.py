@@ -1,0 +1,209 @@
+"""Typed, validated settings: one `config.toml`, overridden by `FINMON_*` environment variables.
+
+Why this shape: every setting is declared once here, so a typo in the file is an error at start
+(unknown keys are rejected) instead of a silently ignored option, and secrets are `SecretStr`
+so they never print in logs or reprs. Nested keys are overridden with a double underscore,
+e.g. `FINMON_DATABASE__URL` or `FINMON_KAFKA__SASL_PASSWORD`.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from monitor.durations import parse_duration
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config.toml"
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+_config_file: ContextVar[Path | None] = ContextVar("finmon_config_file", default=None)
+
+
+class Section(BaseModel):
+    """Base of every config table: immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: list[str] = ["127.0.0.1:9092"]
+    input_topic: str = "news.raw"
+    output_topic: str = "news.classified"
+    dead_letter_topic: str = "news.dlq"
+    consumer_group: str = "finmon"
+    input_partitions: int = Field(default=4, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+
+class DatabaseSettings(Section):
+    url: SecretStr = SecretStr("sqlite:///var/finmon.sqlite3")
+    """A SQLAlchemy URL. A relative SQLite path is relative to the config file's folder."""
+    pool_size: int = Field(default=5, ge=1)
+    lock_timeout_ms: int = Field(default=5000, ge=0)
+
+
+class BatchingSettings(Section):
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_wait_ms: int = Field(default=200, ge=1)
+
+
+class WindowSettings(Section):
+    sizes: list[Duration] = [timedelta(minutes=1), timedelta(minutes=5), timedelta(hours=1)]
+
+    @field_validator("sizes")
+    @classmethod
+    def _whole_seconds(cls, sizes: list[timedelta]) -> list[timedelta]:
+        if not sizes:
+            raise ValueError("at least one window size is required")
+        for size in sizes:
+            if size.total_seconds() < 1 or size.total_seconds() % 1:
+                raise ValueError(f"window size {size} must be a whole number of seconds")
+        return sorted(set(sizes))
+
+
+class ModelSettings(Section):
+    path: Path = Path("models/finmon-minilm-v1")
+    """The adapter artifact. Relative paths are relative to the config file's folder."""
+    base_path: Path | None = None
+    """A local Hugging Face encoder directory; default: the one the artifact names."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(default=None, ge=1)
+
+
+class IngestSettings(Section):
+    max_headline_chars: int = Field(default=1000, ge=16)
+    max_body_chars: int = Field(default=20_000, ge=0)
+    """Longer bodies are stored truncated to this many characters (never rejected)."""
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Messages larger than this are dead-lettered unread, which bounds memory."""
+    max_future_skew: Duration = timedelta(minutes=10)
+    """`published_at` further than this in the future is rejected: a clock or feed bug."""
+    max_age: Duration = timedelta(days=365)
+    """`published_at` older than this is rejected: it would only rewrite history."""
+
+
+class WebSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=6066, ge=0, le=65535)
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = Field(default=False, alias="json")
+
+
+class RetentionSettings(Section):
+    news_items_max_age: Duration = timedelta(days=90)
+    windows_max_age: Duration = timedelta(days=730)
+    run_every: Duration = timedelta(hours=1)
+
+
+class Settings(BaseSettings):
+    """All of finmon's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FINMON_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    batching: BatchingSettings = BatchingSettings()
+    windows: WindowSettings = WindowSettings()
+    model: ModelSettings = ModelSettings()
+    ingest: IngestSettings = IngestSettings()
+    web: WebSettings = WebSettings()
+    logging: LoggingSettings = LoggingSettings()
+    retention: RetentionSettings = RetentionSettings()
+    alerts: dict[str, Any] = {}
+    """Validated by `alerts.rules.AlertSettings`; kept loose here so alerts own their schema."""
+
+    config_dir: Path = REPO_ROOT
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the config, made absolute against the config file's folder."""
+        return path if path.is_absolute() else (self.config_dir / path)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, with a relative SQLite path anchored at the config folder."""
+        url = self.database.url.get_secret_value()
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.resolve(Path(url[len(prefix) :])))
+        return url
+
+    def secret_values(self) -> list[str]:
+        """Every secret value in these settings (for log redaction), found by type."""
+        found: list[str] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+            elif isinstance(value, dict | list | tuple):
+                for inner in value.values() if isinstance(value, dict) else value:
+                    walk(inner)
+
+        walk(self)
+        return found
+
+    @property
+    def model_path(self) -> Path:
+        return self.resolve(self.model.path)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load settings from `path` (or `$FINMON_CONFIG`, or the repo's config.toml).
+
+    A missing explicit file is an error; a missing default file means built-in defaults.
+    """
+    explicit = path or os.environ.get("FINMON_CONFIG")
+    config = Path(explicit) if explicit else DEFAULT_CONFIG
+    if explicit and not config.is_file():
+        raise FileNotFoundError(f"config file not found: {config}")
+    token = _config_file.set(config if config.is_file() else None)
+    try:
+        return Settings(config_dir=config.resolve().parent, **overrides)
+    finally:
+        _config_file.reset(token)

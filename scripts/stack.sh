@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# Local infrastructure for finmon: a single-node Apache Kafka broker (KRaft mode,
+# combined broker+controller) on 127.0.0.1:9092 and PostgreSQL on 127.0.0.1:5432.
+#
+#   scripts/stack.sh up [kafka|postgres]     start (idempotent), wait until ready, print settings
+#   scripts/stack.sh down [kafka|postgres]   stop (Kafka: SIGTERM, wait; PostgreSQL: pg_ctlcluster stop)
+#   scripts/stack.sh status                  say what is up; exit 1 unless everything is
+#   scripts/stack.sh env                     print `export FINMON_...=...` lines
+#   scripts/stack.sh topics [ARGS...]        kafka-topics (default: --list)
+#   scripts/stack.sh console-producer TOPIC [ARGS...]   Kafka's Java console producer, lines from stdin
+#   scripts/stack.sh console-consumer TOPIC [ARGS...]   Kafka's Java console consumer
+#   scripts/stack.sh clean                   stop Kafka and delete its data (PostgreSQL is left alone)
+#
+# Kafka runs from the jars Maven resolves from Maven Central (stack/pom.xml), cached once in
+# ${FINMON_CACHE:-~/.cache/finmon}/kafka-<version>/libs. State and logs live in
+# ${FINMON_STACK_DIR:-<repo>/.stack}. See docs/stack.md.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK_SRC="$ROOT/stack"
+
+KAFKA_VERSION="${FINMON_KAFKA_VERSION:-4.4.0}"
+CACHE_DIR="${FINMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/finmon}"
+KAFKA_HOME="$CACHE_DIR/kafka-$KAFKA_VERSION"
+KAFKA_LIBS="$KAFKA_HOME/libs"
+KAFKA_HOST=127.0.0.1
+KAFKA_PORT="${FINMON_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${FINMON_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
+KAFKA_HEAP="${FINMON_KAFKA_HEAP:--Xms256m -Xmx512m}"
+TIMEOUT="${FINMON_STACK_TIMEOUT:-120}"
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+PG_USER=finmon
+PG_PASSWORD=finmon
+PG_DATABASES=(finmon finmon_test)
+
+STACK_DIR="${FINMON_STACK_DIR:-$ROOT/.stack}"
+mkdir -p "$STACK_DIR"
+STACK_DIR="$(cd "$STACK_DIR" && pwd)"
+KAFKA_STATE="$STACK_DIR/kafka"
+KAFKA_DATA="$KAFKA_STATE/data"
+KAFKA_CONFIG="$KAFKA_STATE/server.properties"
+KAFKA_PIDFILE="$KAFKA_STATE/kafka.pid"
+LOG_DIR="$STACK_DIR/logs"
+KAFKA_LOG="$LOG_DIR/kafka.log"
+
+if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=java; fi
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    sed -n '5,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+# Serialise up/down/clean so two concurrent calls cannot start two brokers.
+take_lock() {
+    exec 9>"$STACK_DIR/.lock"
+    flock -w 600 9 || die "another scripts/stack.sh holds $STACK_DIR/.lock"
+}
+
+port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null; }
+
+# ----------------------------------------------------------------------------- Kafka
+
+ensure_java() {
+    command -v "$JAVA" >/dev/null 2>&1 || die "java not found (Kafka $KAFKA_VERSION needs Java 17+: apt-get install -y openjdk-17-jre-headless)"
+    local v major
+    v="$("$JAVA" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
+    major="${v%%.*}"
+    [[ "$major" == 1 ]] && major="$(cut -d. -f2 <<<"$v")"
+    [[ "$major" =~ ^[0-9]+$ && "$major" -ge 17 ]] || die "Kafka $KAFKA_VERSION needs Java 17+, found '$v' ($JAVA)"
+}
+
+# Fetch the broker + tools jars once into the cache; the pom's hash marks a complete copy.
+ensure_kafka_libs() {
+    local stamp want tmp
+    stamp="$KAFKA_HOME/.complete"
+    want="$(cat "$STACK_SRC/pom.xml" | sha256sum | cut -d' ' -f1) $KAFKA_VERSION"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -d "$KAFKA_LIBS" ]]; then
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 || die "Maven (mvn) is needed once to fetch the Kafka jars: apt-get install -y maven"
+    mkdir -p "$KAFKA_HOME"
+    tmp="$KAFKA_HOME/libs.tmp.$$"
+    rm -rf "$tmp"
+    log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIBS (once)"
+    if ! mvn -q -B -Dstyle.color=never -f "$STACK_SRC/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+            dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+        rm -rf "$tmp"
+        die "mvn could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION (see output above)"
+    fi
+    ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || { rm -rf "$tmp"; die "no kafka_2.13 jar in $tmp"; }
+    rm -rf "$KAFKA_LIBS"
+    mv "$tmp" "$KAFKA_LIBS"
+    printf '%s\n' "$want" >"$stamp"
+}
+
+# The JVM for the command-line tools: small, quick to start, warnings only.
+tool_java() {
+    TOOL_CMD=("$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+        "-Dlog4j2.configurationFile=$STACK_SRC/log4j2-tools.properties"
+        -cp "$KAFKA_LIBS/*")
+}
+
+kafka_pid() {
+    local pid
+    [[ -f "$KAFKA_PIDFILE" ]] || return 1
+    pid="$(cat "$KAFKA_PIDFILE" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    printf '%s\n' "$pid"
+}
+
+# A real request (metadata + list topics), not just an open socket.
+kafka_ready() {
+    port_open "$KAFKA_HOST" "$KAFKA_PORT" || return 1
+    tool_java
+    timeout 30 "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand \
+        --bootstrap-server "$KAFKA_BOOTSTRAP" --list >/dev/null 2>&1
+}
+
+write_kafka_config() {
+    mkdir -p "$KAFKA_DATA" "$LOG_DIR"
+    sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" \
+        -e "s|@DATA_DIR@|$KAFKA_DATA|g" \
+        "$STACK_SRC/server.properties" >"$KAFKA_CONFIG"
+}
+
+new_cluster_id() {
+    # A Kafka Uuid: 16 random bytes, URL-safe base64 without padding, not starting with '-'.
+    local id
+    while :; do
+        id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+        [[ "$id" != -* && ${#id} -eq 22 ]] && break
+    done
+    printf '%s\n' "$id"
+}
+
+format_kafka_storage() {
+    [[ -f "$KAFKA_DATA/meta.properties" ]] && return 0
+    local id
+    id="$(new_cluster_id)"
+    log "formatting KRaft storage in $KAFKA_DATA (cluster id $id)"
+    tool_java
+    if ! "${TOOL_CMD[@]}" kafka.tools.StorageTool format -t "$id" -c "$KAFKA_CONFIG" --standalone \
+            >"$LOG_DIR/kafka-format.log" 2>&1; then
+        cat "$LOG_DIR/kafka-format.log" >&2
+        die "formatting Kafka storage failed (see $LOG_DIR/kafka-format.log)"
+    fi
+}
+
+wait_kafka() {
+    local pid="${1:-}" deadline=$((SECONDS + TIMEOUT))
+    while :; do
+        if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+            log "Kafka exited during startup; last lines of $KAFKA_LOG:"
+            tail -n 40 "$KAFKA_LOG" >&2 || true
+            rm -f "$KAFKA_PIDFILE"
+            die "Kafka broker did not start (full log: $KAFKA_LOG)"
+        fi
+        kafka_ready && return 0
+        if ((SECONDS >= deadline)); then
+            log "last lines of $KAFKA_LOG:"
+            tail -n 40 "$KAFKA_LOG" >&2 || true
+            die "Kafka did not accept requests on $KAFKA_BOOTSTRAP within ${TIMEOUT}s (log: $KAFKA_LOG)"
+        fi
+        sleep 1
+    done
+}
+
+kafka_up() {
+    ensure_java
+    ensure_kafka_libs
+    local pid
+    if pid="$(kafka_pid)"; then
+        log "Kafka already running (pid $pid); checking it answers"
+        wait_kafka "$pid"
+        log "Kafka $KAFKA_VERSION up on $KAFKA_BOOTSTRAP (pid $pid)"
+        return 0
+    fi
+    rm -f "$KAFKA_PIDFILE"
+    if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
+        if kafka_ready; then
+            log "WARNING: a Kafka broker not started from $STACK_DIR already answers on $KAFKA_BOOTSTRAP; using it"
+            return 0
+        fi
+        die "port $KAFKA_PORT is taken by something that does not answer as a Kafka broker"
+    fi
+    port_open "$KAFKA_HOST" "$CONTROLLER_PORT" &&
+        die "controller port $CONTROLLER_PORT is taken (set FINMON_KAFKA_CONTROLLER_PORT)"
+
+    write_kafka_config
+    format_kafka_storage
+    [[ -f "$KAFKA_LOG" ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
+
+    log "starting Kafka $KAFKA_VERSION (KRaft) on $KAFKA_BOOTSTRAP; log: $KAFKA_LOG"
+    # shellcheck disable=SC2086  # KAFKA_HEAP is a list of JVM flags
+    setsid nohup "$JAVA" $KAFKA_HEAP -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+        -Djava.awt.headless=true \
+        "-Dlog4j2.configurationFile=$STACK_SRC/log4j2.properties" \
+        "-Dkafka.logs.dir=$LOG_DIR" \
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONFIG" \
+        </dev/null >"$KAFKA_LOG" 2>&1 9>&- &
+    pid=$!
+    printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
+    wait_kafka "$pid"
+    log "Kafka $KAFKA_VERSION up on $KAFKA_BOOTSTRAP (pid $pid)"
+}
+
+kafka_down() {
+    local pid i
+    if ! pid="$(kafka_pid)"; then
+        rm -f "$KAFKA_PIDFILE"
+        log "Kafka not running (from $STACK_DIR)"
+        return 0
+    fi
+    log "stopping Kafka (pid $pid, SIGTERM)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 60; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "Kafka still running after 60s; SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 1
+    fi
+    rm -f "$KAFKA_PIDFILE"
+    log "Kafka stopped"
+}
+
+kafka_status() {
+    local pid
+    if pid="$(kafka_pid)"; then
+        if kafka_ready; then
+            echo "kafka: up ($KAFKA_BOOTSTRAP, Kafka $KAFKA_VERSION, pid $pid, log $KAFKA_LOG)"
+            return 0
+        fi
+        echo "kafka: starting or unhealthy (pid $pid, not answering on $KAFKA_BOOTSTRAP; log $KAFKA_LOG)"
+        return 1
+    fi
+    if kafka_ready; then
+        echo "kafka: up ($KAFKA_BOOTSTRAP, not started from $STACK_DIR)"
+        return 0
+    fi
+    echo "kafka: down"
+    return 1
+}
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+pg_installed() {
+    command -v pg_ctlcluster >/dev/null 2>&1 && compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+
+ensure_postgres_installed() {
+    pg_installed && return 0
+    [[ $EUID -eq 0 ]] || die "PostgreSQL server is not installed; as root: apt-get install -y postgresql"
+    log "installing PostgreSQL from Debian (apt-get install postgresql)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q postgresql >&2
+    pg_installed || die "apt-get install postgresql did not provide pg_ctlcluster"
+}
+
+# Prints "VERSION NAME PORT STATUS" of the cluster on port 5432, else of the first one.
+pg_cluster() {
+    pg_lsclusters --no-header 2>/dev/null |
+        awk -v p="$PG_PORT" '$3 == p {print $1, $2, $3, $4; found=1; exit}
+                             NR == 1 {first = $1 " " $2 " " $3 " " $4}
+                             END {if (!found && first != "") print first}'
+}
+
+pg_as_superuser() {
+    if [[ "$(id -un)" == postgres ]]; then
+        "$@"
+    elif [[ $EUID -eq 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        sudo -n -u postgres -- "$@"
+    fi
+}
+
+pg_sql() { pg_as_superuser psql -X -q -p "$PG_PORT" -d postgres -v ON_ERROR_STOP=1 -tA "$@"; }
+
+postgres_up() {
+    ensure_postgres_installed
+    local ver name port status
+    read -r ver name port status <<<"$(pg_cluster)" || true
+    if [[ -z "${ver:-}" ]]; then
+        ver="$(basename "$(ls -d /usr/lib/postgresql/*/ | sort -V | tail -n 1)")"
+        name=main
+        log "creating PostgreSQL cluster $ver/$name on port $PG_PORT"
+        pg_createcluster "$ver" "$name" -p "$PG_PORT" >&2
+        read -r ver name port status <<<"$(pg_cluster)"
+    fi
+    [[ "$port" == "$PG_PORT" ]] || die "PostgreSQL cluster $ver/$name uses port $port, not $PG_PORT"
+    local pglog="/var/log/postgresql/postgresql-$ver-$name.log"
+    if [[ "$status" != online* ]]; then
+        log "starting PostgreSQL $ver/$name; log: $pglog"
+        pg_ctlcluster "$ver" "$name" start >&2 || die "pg_ctlcluster $ver $name start failed (see $pglog)"
+    else
+        log "PostgreSQL $ver/$name already running"
+    fi
+    local deadline=$((SECONDS + TIMEOUT))
+    until pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 1; do
+        ((SECONDS < deadline)) || die "PostgreSQL not ready on $PG_HOST:$PG_PORT after ${TIMEOUT}s (see $pglog)"
+        sleep 1
+    done
+
+    pg_sql <<SQL >/dev/null
+DO \$\$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
+    CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+  ELSE
+    ALTER ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+  END IF;
+END
+\$\$;
+SQL
+    local db
+    for db in "${PG_DATABASES[@]}"; do
+        if [[ -z "$(pg_sql -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]]; then
+            log "creating database $db"
+            pg_sql -c "CREATE DATABASE $db OWNER $PG_USER" >/dev/null
+        else
+            pg_sql -c "ALTER DATABASE $db OWNER TO $PG_USER" >/dev/null
+        fi
+    done
+    log "PostgreSQL $ver up on $PG_HOST:$PG_PORT (role $PG_USER, databases ${PG_DATABASES[*]}); log: $pglog"
+}
+
+postgres_down() {
+    pg_installed || { log "PostgreSQL not installed"; return 0; }
+    local ver name port status
+    read -r ver name port status <<<"$(pg_cluster)" || true
+    if [[ -z "${ver:-}" || "$status" != online* ]]; then
+        log "PostgreSQL not running"
+        return 0
+    fi
+    log "stopping PostgreSQL $ver/$name"
+    pg_ctlcluster "$ver" "$name" stop -m fast >&2
+    log "PostgreSQL stopped"
+}
+
+postgres_status() {
+    local ver name port status
+    if pg_installed; then read -r ver name port status <<<"$(pg_cluster)" || true; fi
+    if pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 2 2>/dev/null; then
+        echo "postgres: up ($PG_HOST:$PG_PORT, cluster ${ver:-?}/${name:-?}, log /var/log/postgresql/postgresql-${ver:-?}-${name:-?}.log)"
+        return 0
+    fi
+    echo "postgres: down"
+    return 1
+}
+
+# ----------------------------------------------------------------------------- commands
+
+print_settings() {
+    local prefix="${1:-}" q="${2:-}"
+    local dsn="postgresql+psycopg://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT"
+    # monitor.settings parses list fields from the environment as JSON.
+    echo "${prefix}FINMON_KAFKA__BOOTSTRAP_SERVERS=${q}[\"$KAFKA_BOOTSTRAP\"]${q}"
+    echo "${prefix}FINMON_DATABASE__URL=${q}$dsn/finmon${q}"
+    echo "${prefix}FINMON_KAFKA_BOOTSTRAP=${q}$KAFKA_BOOTSTRAP${q}"
+    echo "${prefix}FINMON_TEST_DATABASE_URL=${q}$dsn/finmon_test${q}"
+}
+
+components() {
+    if (($# == 0)); then echo "postgres kafka"; return; fi
+    local c
+    for c in "$@"; do
+        case "$c" in kafka | postgres) ;; *) die "unknown component '$c' (kafka, postgres)" ;; esac
+    done
+    echo "$*"
+}
+
+cmd="${1:-}"
+[[ -n "$cmd" ]] || usage
+shift
+
+case "$cmd" in
+    up)
+        take_lock
+        for c in $(components "$@"); do "${c}_up"; done
+        print_settings
+        ;;
+    down)
+        take_lock
+        for c in $(components "$@"); do "${c}_down"; done
+        ;;
+    status)
+        rc=0
+        for c in kafka postgres; do "${c}_status" || rc=1; done
+        exit "$rc"
+        ;;
+    env)
+        print_settings "export " "'"
+        ;;
+    topics)
+        ensure_java
+        ensure_kafka_libs
+        tool_java
+        (($# > 0)) || set -- --list
+        exec "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"
+        ;;
+    console-producer | console-consumer)
+        (($# >= 1)) || die "usage: scripts/stack.sh $cmd TOPIC [ARGS...]"
+        topic="$1"
+        shift
+        ensure_java
+        ensure_kafka_libs
+        tool_java
+        if [[ "$cmd" == console-producer ]]; then
+            cls=org.apache.kafka.tools.ConsoleProducer
+        else
+            cls=org.apache.kafka.tools.consumer.ConsoleConsumer
+        fi
+        exec "${TOOL_CMD[@]}" "$cls" --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic" "$@"
+        ;;
+    clean)
+        take_lock
+        kafka_down
+        log "deleting Kafka data in $KAFKA_STATE"
+        rm -rf "$KAFKA_STATE"
+        ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+esac

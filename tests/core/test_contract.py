@@ -1,0 +1,154 @@
+"""The input contract: table-driven cases and a property test that decoding is total."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monitor.contract import IngestPolicy, NewsItem, Rejection, decode_news, extract_cashtags
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def doc(**fields: object) -> bytes:
+    base: dict[str, object] = {
+        "id": "n1",
+        "published_at": "2026-11-28T11:00:00Z",
+        "headline": "Hello",
+    }
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+REJECTED = [
+    (b"not json", "invalid JSON"),
+    (b"\xff\xfe{}", "invalid UTF-8"),
+    (b"[1, 2]", "JSON value is an array, not an object"),
+    (b'"text"', "JSON value is a string, not an object"),
+    (b"null", "JSON value is null, not an object"),
+    (doc(id=...), "missing required field 'id'"),
+    (doc(headline=...), "missing required field 'headline' (or 'title')"),
+    (doc(published_at=...), "missing required field 'published_at'"),
+    (doc(id=42), "field 'id' must be a string, got a number"),
+    (doc(id="  "), "field 'id' is empty"),
+    (doc(headline=["a"]), "field 'headline' must be a string, got an array"),
+    (doc(headline="   \t\n"), "field 'headline' is empty or whitespace"),
+    (doc(published_at="yesterday"), "is not an ISO 8601 timestamp"),
+    (doc(published_at="2026-11-28T11:00:00"), "has no timezone"),
+    (doc(published_at="2030-01-01T00:00:00Z"), "in the future"),
+    (doc(published_at="2001-01-01T00:00:00Z"), "older than"),
+    (doc(tickers="AAPL"), "field 'tickers' must be a list of strings"),
+    (doc(tickers=[1]), "field 'tickers' must be a list of strings"),
+    (doc(tickers=["X" * 40]), "invalid ticker"),
+    (doc(body=5), "field 'body' must be a string"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), REJECTED)
+def test_rejections_carry_raw_bytes_and_reason(raw: bytes, reason: str) -> None:
+    result = decode_news(raw, now=NOW)
+    assert isinstance(result, Rejection)
+    assert reason in result.reason
+    assert result.raw == raw
+
+
+def test_valid_message_is_normalised() -> None:
+    raw = doc(
+        title="  $aapl beats; $MSFT flat, $5bn buyback  ",
+        headline=...,
+        published_at="2026-11-28T12:30:00+01:00",
+        tickers=["tsla", "$AAPL"],
+        body="More on $NVDA.",
+        vendor_field={"x": 1},
+    )
+    item = decode_news(raw, now=NOW)
+    assert isinstance(item, NewsItem)
+    assert item.headline == "$aapl beats; $MSFT flat, $5bn buyback"
+    assert item.published_at == datetime(2026, 11, 28, 11, 30, tzinfo=UTC)
+    assert item.tickers == ("TSLA", "AAPL", "MSFT", "NVDA")
+    assert item.extra == {"vendor_field": {"x": 1}}
+    assert item.content_hash
+
+
+def test_long_body_is_truncated_not_rejected() -> None:
+    policy = IngestPolicy(max_body_chars=100)
+    item = decode_news(doc(body="x" * 5_000_000), now=NOW, policy=policy)
+    assert isinstance(item, NewsItem)
+    assert item.body is not None and len(item.body) == 100
+    assert item.body_truncated
+
+
+def test_oversized_message_is_rejected_unread() -> None:
+    policy = IngestPolicy(max_message_bytes=2048)
+    result = decode_news(doc(body="x" * 4096), now=NOW, policy=policy)
+    assert isinstance(result, Rejection) and "over the 2048 limit" in result.reason
+
+
+def test_unicode_oddities_survive_and_nul_is_dropped() -> None:
+    item = decode_news(doc(headline="\u200f\u05e9\u05dc\u05d5\u05dd $TEVA 🚀\x00 up", body="a\x00b"), now=NOW)
+    assert isinstance(item, NewsItem)
+    assert item.headline == "\u200f\u05e9\u05dc\u05d5\u05dd $TEVA 🚀 up"
+    assert item.body == "ab"
+    assert item.tickers == ("TEVA",)
+
+
+def test_future_skew_within_policy_is_accepted() -> None:
+    at = (NOW + timedelta(minutes=5)).isoformat()
+    assert isinstance(decode_news(doc(published_at=at), now=NOW), NewsItem)
+
+
+@pytest.mark.parametrize(
+    ("text", "tags"),
+    [
+        ("$AAPL and $msft", ["AAPL", "MSFT"]),
+        ("costs $5bn, $5", []),
+        ("$BRK.B rises", ["BRK.B"]),
+        ("US$100 and a$b", []),
+        ("($TSLA)", ["TSLA"]),
+    ],
+)
+def test_cashtags(text: str, tags: list[str]) -> None:
+    assert extract_cashtags(text) == tags
+
+
+@given(st.binary(max_size=512))
+def test_decoder_is_total_for_any_bytes(raw: bytes) -> None:
+    result = decode_news(raw, now=NOW)
+    assert isinstance(result, NewsItem | Rejection)
+    if isinstance(result, Rejection):
+        assert result.raw == raw and "internal decoder error" not in result.reason
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": json_values,
+            "published_at": json_values | st.just("2026-11-28T10:00:00Z"),
+            "headline": json_values,
+            "title": json_values,
+            "body": json_values,
+            "tickers": json_values | st.lists(st.text(max_size=12), max_size=3),
+            "source": json_values,
+        },
+    )
+)
+def test_decoder_never_errors_on_any_json_object(document: dict[str, object]) -> None:
+    raw = json.dumps(document).encode()
+    result = decode_news(raw, now=NOW)
+    assert isinstance(result, NewsItem | Rejection)
+    if isinstance(result, Rejection):
+        assert "internal decoder error" not in result.reason

@@ -1,0 +1,129 @@
+"""Storing batches: exactly-once counting under redelivery, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from monitor.contract import IngestPolicy
+from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow
+from monitor.db.store import NewsStore
+from monitor.pipeline_types import Origin, RawMessage
+from monitor.processing import BatchProcessor
+from tests.doubles import KeywordClassifier
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+SIZES = [timedelta(minutes=5), timedelta(hours=1)]
+
+
+def message(item_id: str, headline: str, minute: int = 0, **extra: object) -> RawMessage:
+    doc = {
+        "id": item_id,
+        "published_at": (NOW - timedelta(minutes=60 - minute)).isoformat(),
+        "headline": headline,
+        **extra,
+    }
+    return RawMessage(json.dumps(doc).encode(), Origin("news.raw", 0, minute))
+
+
+def processor(engine: Engine, classifier: KeywordClassifier) -> BatchProcessor:
+    return BatchProcessor(classifier, NewsStore(engine, SIZES), IngestPolicy(), clock=lambda: NOW)
+
+
+def window_totals(
+    engine: Engine, dimension: str = "all"
+) -> dict[tuple[int, datetime], tuple[int, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                TrendWindowRow.window_seconds,
+                TrendWindowRow.window_start,
+                TrendWindowRow.n_total,
+                TrendWindowRow.n_bearish,
+            ).where(TrendWindowRow.dimension == dimension)
+        ).all()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def count(engine: Engine, model: type) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_batch_is_stored_with_windows(engine: Engine, classifier: KeywordClassifier) -> None:
+    batch = [
+        message("a", "$AAPL shares plunge after probe", 1),
+        message("b", "$AAPL beats estimates", 2),
+        message("c", "Fed holds rates", 7),
+        RawMessage(b"{broken", Origin("news.raw", 0, 99)),
+    ]
+    outcome = processor(engine, classifier).process(batch)
+    assert [i.item.id for i in outcome.stored.inserted] == ["a", "b", "c"]
+    assert len(outcome.dead_letters) == 1 and outcome.dead_letters[0].raw == b"{broken"
+    assert count(engine, NewsItemRow) == 3
+    assert count(engine, NewsItemTickerRow) == 2
+    totals = window_totals(engine)
+    hour = (3600, datetime(2026, 11, 28, 11, 0, tzinfo=UTC))
+    assert totals[hour] == (3, 1)
+    assert totals[(300, datetime(2026, 11, 28, 11, 0, tzinfo=UTC))] == (2, 1)
+    assert totals[(300, datetime(2026, 11, 28, 11, 5, tzinfo=UTC))] == (1, 0)
+    with engine.connect() as conn:
+        mean = conn.scalar(
+            select(TrendWindowRow.mean_score).where(
+                TrendWindowRow.window_seconds == 3600, TrendWindowRow.dimension == "all"
+            )
+        )
+    assert mean == pytest.approx((-0.88 + 0.88 + 0.0) / 3)
+
+
+def test_redelivery_is_not_double_counted(engine: Engine, classifier: KeywordClassifier) -> None:
+    proc = processor(engine, classifier)
+    batch = [message(f"id-{i}", f"$BA tumbles {i}", i) for i in range(10)]
+    proc.process(batch)
+    before = window_totals(engine, "ticker")
+    again = proc.process([*batch[3:], message("id-new", "$BA slides", 20)])
+    assert [i.item.id for i in again.stored.inserted] == ["id-new"]
+    assert len(again.stored.duplicates) == 7 and not again.stored.conflicts
+    after = window_totals(engine, "ticker")
+    assert sum(t for t, _ in after.values()) == sum(t for t, _ in before.values()) + 2  # 5m and 1h
+    assert count(engine, NewsItemRow) == 11
+
+
+def test_same_id_twice_in_one_batch_counts_once(
+    engine: Engine, classifier: KeywordClassifier
+) -> None:
+    outcome = processor(engine, classifier).process([message("x", "one"), message("x", "one")])
+    assert outcome.repeated_in_batch == 1
+    assert count(engine, NewsItemRow) == 1
+    assert sum(t for t, _ in window_totals(engine).values()) == 2
+
+
+def test_conflicting_duplicate_keeps_first_write(
+    engine: Engine, classifier: KeywordClassifier
+) -> None:
+    proc = processor(engine, classifier)
+    proc.process([message("dup", "first version")])
+    outcome = proc.process([message("dup", "second version")])
+    assert [c.item.id for c in outcome.stored.conflicts] == ["dup"]
+    with engine.connect() as conn:
+        assert conn.scalar(select(NewsItemRow.headline)) == "first version"
+
+
+def test_late_item_updates_its_older_window(engine: Engine, classifier: KeywordClassifier) -> None:
+    proc = processor(engine, classifier)
+    proc.process([message("new", "$AAPL beats", 50)])
+    proc.process([message("late", "$AAPL plunge", 1)])
+    totals = window_totals(engine)
+    assert totals[(300, datetime(2026, 11, 28, 11, 0, tzinfo=UTC))] == (1, 1)
+    assert totals[(3600, datetime(2026, 11, 28, 11, 0, tzinfo=UTC))] == (2, 1)
+
+
+def test_timestamps_come_back_utc_aware(engine: Engine, classifier: KeywordClassifier) -> None:
+    processor(engine, classifier).process([message("tz", "hello", 5)])
+    with engine.connect() as conn:
+        published = conn.scalar(select(NewsItemRow.published_at))
+    assert published is not None and published.tzinfo is not None
+    assert published == NOW - timedelta(minutes=55)

@@ -1,0 +1,47 @@
+"""Test doubles: a deterministic keyword classifier with the real `Classifier` interface.
+
+Used only by unit tests of agents and storage, where the real model would make tests slow
+without testing anything more; end-to-end tests use the real model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monitor.model.interface import Classification, ModelInput
+
+BEARISH_WORDS = ("plunge", "crash", "tumble", "falls", "slide", "downgrade", "probe", "miss")
+BULLISH_WORDS = ("jump", "beat", "surge", "record", "upgrade", "raise", "climb")
+
+
+class KeywordClassifier:
+    """Bearish/bullish by keyword, topic 'Stock Movement'; counts its calls and batch sizes."""
+
+    model_version = "keyword-double-1"
+
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+
+    def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
+        self.batch_sizes.append(len(inputs))
+        return [self._one(i.headline) for i in inputs]
+
+    def _one(self, headline: str) -> Classification:
+        if not headline.strip():
+            raise ValueError("empty headline")
+        text = headline.lower()
+        if any(w in text for w in BEARISH_WORDS):
+            probs = {"bearish": 0.9, "neutral": 0.08, "bullish": 0.02}
+        elif any(w in text for w in BULLISH_WORDS):
+            probs = {"bearish": 0.02, "neutral": 0.08, "bullish": 0.9}
+        else:
+            probs = {"bearish": 0.1, "neutral": 0.8, "bullish": 0.1}
+        sentiment = max(probs, key=probs.__getitem__)
+        return Classification(
+            topic="Stock Movement",
+            topic_confidence=0.7,
+            sentiment=sentiment,
+            sentiment_score=probs["bullish"] - probs["bearish"],
+            sentiment_probs=probs,
+            model_version=self.model_version,
+        )
