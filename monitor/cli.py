@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -107,7 +107,7 @@ def produce(file: Path, config_path: Path | None, topic: str | None) -> None:
 @click.option(
     "--end",
     default=None,
-    help="ISO timestamp of the last hour's end (default: now, rounded down to the hour).",
+    help="ISO timestamp the feed ends at (default: now).",
 )
 def sample(out: Path, hours: float, per_hour: int, seed: int, end: str | None) -> None:
     """Generate a realistic synthetic news feed (JSONL) with a negative episode."""
@@ -118,7 +118,7 @@ def sample(out: Path, hours: float, per_hour: int, seed: int, end: str | None) -
         if end_at.tzinfo is None:
             raise click.BadParameter("--end needs a timezone, e.g. 2026-01-05T16:00:00+00:00")
     else:
-        end_at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        end_at = datetime.now(UTC).replace(second=0, microsecond=0)
     out.parent.mkdir(parents=True, exist_ok=True)
     count = write_jsonl(str(out), SampleSpec(end=end_at, hours=hours, per_hour=per_hour, seed=seed))
     click.echo(f"wrote {count} news items to {out}")
@@ -142,3 +142,6 @@ def upgrade(config_path: Path | None) -> None:
 
 
 # Commands owned by other packages register here.
+from monitor.model.cli import register as register_model_commands  # noqa: E402
+
+register_model_commands(main)

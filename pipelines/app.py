@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor.pipeline_types import Origin, RawMessage
 from monitor.runtime import HandledBatch, Runtime
 from pipelines.kafka_security import faust_credentials
+from pipelines.web import register_health_views
 
 log = logging.getLogger(__name__)
 RETRY_INITIAL_S = 0.5
@@ -100,6 +101,7 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
                 await stream.ack(event)
             hooks.on_batch(messages, handled, started)
 
+    register_health_views(app, runtime)
     app.finmon_runtime = runtime  # type: ignore[attr-defined]
     app.finmon_executor = executor  # type: ignore[attr-defined]
     return app

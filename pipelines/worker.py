@@ -15,14 +15,16 @@ import faust
 from monitor.runtime import Runtime
 from monitor.settings import Settings
 from pipelines.app import PipelineHooks, create_app
+from pipelines.scheduler import attach_scheduler
+from pipelines.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, runtime: Runtime, *, hooks: PipelineHooks | None = None) -> None:
     """Run until a signal stops it. Blocks; exits the process when done (Faust's way)."""
+    ensure_topics(settings.kafka)
     app = create_app(runtime, hooks=hooks)
-    from pipelines.scheduler import attach_scheduler
 
     attach_scheduler(app, runtime)
     worker = faust.Worker(

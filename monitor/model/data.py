@@ -109,14 +109,17 @@ def parse_labels(
 
 
 def load_split(csv_path: Path, task: Task, label_names: Sequence[str]) -> pd.DataFrame:
-    """Read one ``text,label`` CSV into columns ``text`` (normalised) and ``label`` (index)."""
+    """Read one ``text,label`` CSV into ``text`` (normalised), ``raw`` and ``label`` (index).
+
+    ``raw`` is kept so evaluation can feed the model exactly what serving would get.
+    """
     frame = pd.read_csv(csv_path, dtype={"text": str}, keep_default_na=False)
     missing = {"text", "label"} - set(frame.columns)
     if missing:
         raise ValueError(f"{csv_path}: missing column(s) {sorted(missing)}")
     labels = parse_labels(frame["label"], task, label_names, read_id_names(csv_path, task))
     texts = [normalise_text(t) for t in frame["text"]]
-    return pd.DataFrame({"text": texts, "label": labels})
+    return pd.DataFrame({"text": texts, "raw": frame["text"], "label": labels})
 
 
 def resolve_duplicates(frame: pd.DataFrame) -> pd.DataFrame:

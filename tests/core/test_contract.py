@@ -89,7 +89,8 @@ def test_oversized_message_is_rejected_unread() -> None:
 
 
 def test_unicode_oddities_survive_and_nul_is_dropped() -> None:
-    item = decode_news(doc(headline="\u200f\u05e9\u05dc\u05d5\u05dd $TEVA 🚀\x00 up", body="a\x00b"), now=NOW)
+    headline = "\u200f\u05e9\u05dc\u05d5\u05dd $TEVA 🚀\x00 up"
+    item = decode_news(doc(headline=headline, body="a\x00b"), now=NOW)
     assert isinstance(item, NewsItem)
     assert item.headline == "\u200f\u05e9\u05dc\u05d5\u05dd $TEVA 🚀 up"
     assert item.body == "ab"

@@ -1,0 +1,47 @@
+# finmon: the two quick-start commands are `make demo` and `make test`.
+PY ?= python3
+PIP_INSTALL = $(PY) -m pip install --disable-pip-version-check -q
+SAMPLE = var/sample.jsonl
+
+.PHONY: install demo test test-unit stack-up stack-down lint audit bench lock
+
+# Installs finmon and its locked dependencies. An already installed torch (CPU or CUDA build)
+# in the accepted range is kept; pip's wheel cache makes a re-install quick.
+install:
+	$(PIP_INSTALL) -c constraints.txt -e '.[dev]'
+
+# Runs the main job on the embedded default (SQLite): a generated sample feed, replayed through
+# the real model into var/finmon.sqlite3, then the trend table.
+demo: install
+	finmon sample $(SAMPLE)
+	finmon replay $(SAMPLE) --quiet
+	finmon trends --dimension ticker --window 1h --top 10
+	finmon alerts --since 24h
+
+# The whole test suite against the real stack (Kafka broker + PostgreSQL, started here).
+test: install stack-up
+	$(PY) -m pytest -q -ra
+
+test-unit: install
+	$(PY) -m pytest -q -ra -m "not stack"
+
+stack-up:
+	bash scripts/stack.sh up
+
+stack-down:
+	bash scripts/stack.sh down
+
+lint:
+	ruff check .
+	ruff format --check .
+
+audit:
+	PY=$(PY) bash scripts/audit.sh
+
+bench: install stack-up
+	$(PY) -m bench
+
+# Regenerates constraints.txt from the current environment (torch and its CUDA wheels are left
+# to the range in pyproject.toml, so an installed build is accepted).
+lock:
+	$(PY) scripts/lock.py constraints.txt

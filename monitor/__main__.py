@@ -1,0 +1,5 @@
+"""`python -m monitor` is `finmon`."""
+
+from monitor.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""The serving classifier: many items in, one :class:`Classification` per item out.
+
+It implements :class:`monitor.model.interface.Classifier`. LoRA is merged into the base
+at load time so serving costs the same as the plain encoder, items are length-sorted
+into chunks of ``max_batch_size`` to cut padding, and results come back in input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from monitor.model.artifact import DEFAULT_ARTIFACT, LoadedArtifact, load_artifact
+from monitor.model.encoding import Features, encode_item
+from monitor.model.inference import predict_probs
+from monitor.model.interface import SENTIMENT_LABELS, Classification, ModelInput
+from monitor.model.text import normalise_text
+
+
+class BatchedClassifier:
+    """Topic + sentiment for batches of :class:`ModelInput`."""
+
+    def __init__(self, loaded: LoadedArtifact, *, device: torch.device, max_batch_size: int):
+        if tuple(loaded.label_names["sentiment"]) != SENTIMENT_LABELS:
+            raise ValueError(
+                f"sentiment labels {loaded.label_names['sentiment']} differ from the "
+                f"interface's {SENTIMENT_LABELS}"
+            )
+        self._loaded = loaded
+        self._device = device
+        self._max_batch_size = max_batch_size
+        self._pad_id = int(loaded.tokenizer.pad_token_id)
+        self._bullish = SENTIMENT_LABELS.index("bullish")
+        self._bearish = SENTIMENT_LABELS.index("bearish")
+
+    @property
+    def model_version(self) -> str:
+        return self._loaded.version
+
+    @property
+    def label_names(self) -> dict[str, list[str]]:
+        return self._loaded.label_names
+
+    def encode(self, inputs: Sequence[ModelInput]) -> list[Features]:
+        """Validate, normalise and tokenise; an empty headline is a caller error."""
+        for position, item in enumerate(inputs):
+            if not item.headline or not item.headline.strip():
+                raise ValueError(f"input {position}: headline is empty or whitespace-only")
+        return [
+            encode_item(
+                self._loaded.tokenizer,
+                normalise_text(item.headline),
+                normalise_text(item.body) if item.body else None,
+                self._loaded.max_length,
+            )
+            for item in inputs
+        ]
+
+    def predict_probs(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
+        """Class probabilities per task (columns in ``label_names`` order), input order."""
+        if not inputs:
+            return {task: np.zeros((0, len(n))) for task, n in self.label_names.items()}
+        return predict_probs(
+            self._loaded.model,
+            self.encode(inputs),
+            pad_id=self._pad_id,
+            batch_size=self._max_batch_size,
+            device=self._device,
+        )
+
+    def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
+        probs = self.predict_probs(inputs)
+        topics = self.label_names["topic"]
+        results = []
+        for topic_p, sent_p in zip(probs["topic"], probs["sentiment"], strict=True):
+            topic_i = int(topic_p.argmax())
+            results.append(
+                Classification(
+                    topic=topics[topic_i],
+                    topic_confidence=float(topic_p[topic_i]),
+                    sentiment=SENTIMENT_LABELS[int(sent_p.argmax())],
+                    sentiment_score=float(sent_p[self._bullish] - sent_p[self._bearish]),
+                    sentiment_probs={
+                        label: float(p) for label, p in zip(SENTIMENT_LABELS, sent_p, strict=True)
+                    },
+                    model_version=self.model_version,
+                )
+            )
+        return results
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_classifier(
+    path: str | Path | None = None,
+    *,
+    device: str = "auto",
+    threads: int | None = None,
+    max_batch_size: int = 64,
+    base_dir: str | Path | None = None,
+    quantize: bool = False,
+) -> BatchedClassifier:
+    """Load an artifact (the committed ``models/finmon-minilm-v1`` by default) for serving.
+
+    ``threads`` sets torch's CPU thread count (process-wide). ``quantize`` applies
+    dynamic int8 quantisation to the Linear layers, CPU only.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    target = resolve_device(device)
+    loaded = load_artifact(
+        Path(path) if path else DEFAULT_ARTIFACT, Path(base_dir) if base_dir else None
+    )
+    if quantize:
+        if target.type != "cpu":
+            raise ValueError("dynamic int8 quantisation is CPU-only; use device='cpu'")
+        loaded.model = torch.ao.quantization.quantize_dynamic(
+            loaded.model, {nn.Linear}, dtype=torch.qint8
+        )
+        loaded.version += "+int8"
+    loaded.model.to(target)
+    return BatchedClassifier(loaded, device=target, max_batch_size=max_batch_size)

@@ -1,0 +1,52 @@
+"""Turning text into token ids, and token ids into padded batches.
+
+Training, evaluation and serving all go through :func:`encode_item`, so the model sees
+the same truncation at every stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+Features = dict[str, list[int]]
+
+
+def encode_item(
+    tokenizer: PreTrainedTokenizerBase, headline: str, body: str | None, max_length: int
+) -> Features:
+    """Token ids for one (already normalised) item, cut to ``max_length`` without error.
+
+    The headline is the first segment and the body the second. When the headline fits
+    with room to spare only the body is cut (``only_second``), so the headline is kept
+    whole; a headline too long for that leaves ``longest_first`` as the only valid
+    strategy.
+    """
+    if not body:
+        return dict(tokenizer(headline, truncation=True, max_length=max_length))
+    headline_len = len(tokenizer(headline, add_special_tokens=False)["input_ids"])
+    pair_specials = tokenizer.num_special_tokens_to_add(pair=True)
+    strategy = "only_second" if headline_len + pair_specials < max_length else "longest_first"
+    return dict(tokenizer(headline, body, truncation=strategy, max_length=max_length))
+
+
+def pad_batch(items: Sequence[Features], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch to its longest item (dynamic padding), with the attention mask."""
+    width = max(len(item["input_ids"]) for item in items)
+    fills = {"input_ids": pad_id}
+    keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in items[0]]
+    return {
+        key: torch.tensor(
+            [item[key] + [fills.get(key, 0)] * (width - len(item[key])) for item in items],
+            dtype=torch.long,
+        )
+        for key in keys
+    }
+
+
+def length_sorted_chunks(items: Sequence[Features], size: int) -> list[list[int]]:
+    """Indices of ``items`` in chunks of similar length, so little padding is computed."""
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))
+    return [order[i : i + size] for i in range(0, len(order), size)]

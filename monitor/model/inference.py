@@ -1,0 +1,49 @@
+"""One batched forward pass over many encoded items, shared by training and serving."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from monitor.model.encoding import Features, length_sorted_chunks, pad_batch
+from monitor.model.network import MultiTaskModel
+
+
+def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """bf16 (else fp16) autocast on CUDA; CPU stays in fp32, where autocast is slower."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def predict_probs(
+    model: MultiTaskModel,
+    items: Sequence[Features],
+    *,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, np.ndarray]:
+    """Softmax probabilities per task, one row per item in the input order.
+
+    Items are run in length-sorted chunks to cut padding; because pooling ignores
+    padding, the chunk an item lands in does not change its result.
+    """
+    was_training = model.training
+    model.eval()
+    probs: dict[str, np.ndarray] = {
+        task: np.zeros((len(items), head.out_features), dtype=np.float32)
+        for task, head in model.heads.items()
+    }
+    with torch.inference_mode(), autocast_for(device):
+        for chunk in length_sorted_chunks(items, batch_size):
+            batch = pad_batch([items[i] for i in chunk], pad_id)
+            logits = model(**{k: v.to(device) for k, v in batch.items()})
+            for task, values in logits.items():
+                probs[task][chunk] = values.float().softmax(dim=-1).cpu().numpy()
+    model.train(was_training)
+    return probs

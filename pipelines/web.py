@@ -1,0 +1,51 @@
+"""The worker's HTTP endpoints, on Faust's own web server.
+
+`/health` answers while the process's event loop runs (liveness: restart me if this fails);
+`/ready` answers 200 only when Kafka, the database and the model are all usable (readiness:
+send me work), with a JSON body saying which check failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from sqlalchemy import text
+
+from monitor.runtime import Runtime
+
+
+def _database_ok(runtime: Runtime) -> bool:
+    try:
+        with runtime.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+async def readiness(app: faust.App, runtime: Runtime) -> dict[str, bool]:
+    """Each dependency's state; the worker is ready when all are true."""
+    loop = asyncio.get_running_loop()
+    consumer = app.consumer
+    return {
+        "kafka": bool(consumer.started) and not consumer.should_stop and not app.rebalancing,
+        "database": await loop.run_in_executor(None, _database_ok, runtime),
+        "model": runtime.classifier is not None,
+    }
+
+
+def register_health_views(app: faust.App, runtime: Runtime) -> None:
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request, **_: Any) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/ready")
+    class Ready(View):
+        async def get(self, request: Request, **_: Any) -> Response:
+            checks = await readiness(app, runtime)
+            ready = all(checks.values())
+            return self.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
