@@ -45,7 +45,7 @@ def load_classifier(settings: Settings) -> Classifier:
 
     return load(
         settings.model_path,
-        base_path=settings.resolve(settings.model.base_path) if settings.model.base_path else None,
+        base_dir=settings.resolve(settings.model.base_path) if settings.model.base_path else None,
         device=settings.model.device,
         threads=settings.model.threads,
         max_batch_size=settings.batching.max_batch_size,
