@@ -8,6 +8,7 @@ e.g. `FINMON_DATABASE__URL` or `FINMON_KAFKA__SASL_PASSWORD`.
 
 from __future__ import annotations
 
+import json
 import os
 from contextvars import ContextVar
 from datetime import timedelta
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -29,6 +31,21 @@ DEFAULT_CONFIG = REPO_ROOT / "config.toml"
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
+
+def _server_list(value: object) -> object:
+    """Accept `host:port,host:port` or a JSON list (handy in environment variables)."""
+    if isinstance(value, str):
+        text = value.strip()
+        return (
+            json.loads(text)
+            if text.startswith("[")
+            else [s.strip() for s in text.split(",") if s.strip()]
+        )
+    return value
+
+
+ServerList = Annotated[list[str], NoDecode, BeforeValidator(_server_list)]
+
 _config_file: ContextVar[Path | None] = ContextVar("finmon_config_file", default=None)
 
 
@@ -39,7 +56,7 @@ class Section(BaseModel):
 
 
 class KafkaSettings(Section):
-    bootstrap_servers: list[str] = ["127.0.0.1:9092"]
+    bootstrap_servers: ServerList = ["127.0.0.1:9092"]
     input_topic: str = "news.raw"
     output_topic: str = "news.classified"
     dead_letter_topic: str = "news.dlq"

@@ -52,14 +52,20 @@ log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '5,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit 2
+    local rc="${1:-2}"
+    if ((rc == 0)); then
+        sed -n '5,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    else
+        sed -n '5,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    fi
+    exit "$rc"
 }
 
 # Serialise up/down/clean so two concurrent calls cannot start two brokers.
+# Every daemon started while the lock is held gets `9>&-`, or it would keep the lock.
 take_lock() {
     exec 9>"$STACK_DIR/.lock"
-    flock -w 600 9 || die "another scripts/stack.sh holds $STACK_DIR/.lock"
+    flock -w 300 9 || die "another scripts/stack.sh holds $STACK_DIR/.lock"
 }
 
 port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null; }
@@ -88,10 +94,13 @@ ensure_kafka_libs() {
     tmp="$KAFKA_HOME/libs.tmp.$$"
     rm -rf "$tmp"
     log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIBS (once)"
-    if ! mvn -q -B -Dstyle.color=never -f "$STACK_SRC/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-            dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+    mkdir -p "$LOG_DIR"
+    if ! mvn -B -Dstyle.color=never -f "$STACK_SRC/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+            dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" \
+            >"$LOG_DIR/mvn.log" 2>&1; then
         rm -rf "$tmp"
-        die "mvn could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION (see output above)"
+        grep -E 'ERROR' "$LOG_DIR/mvn.log" | head -n 20 >&2 || true
+        die "mvn could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION (full output: $LOG_DIR/mvn.log)"
     fi
     ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || { rm -rf "$tmp"; die "no kafka_2.13 jar in $tmp"; }
     rm -rf "$KAFKA_LIBS"
@@ -102,6 +111,7 @@ ensure_kafka_libs() {
 # The JVM for the command-line tools: small, quick to start, warnings only.
 tool_java() {
     TOOL_CMD=("$JAVA" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+        -Dlog4j2.shutdownHookEnabled=false
         "-Dlog4j2.configurationFile=$STACK_SRC/log4j2-tools.properties"
         -cp "$KAFKA_LIBS/*")
 }
@@ -164,7 +174,10 @@ wait_kafka() {
             rm -f "$KAFKA_PIDFILE"
             die "Kafka broker did not start (full log: $KAFKA_LOG)"
         fi
-        kafka_ready && return 0
+        # our own broker: no point asking before it logs that it has started
+        if [[ -z "$pid" ]] || grep -q 'Kafka Server started' "$KAFKA_LOG" 2>/dev/null; then
+            kafka_ready && return 0
+        fi
         if ((SECONDS >= deadline)); then
             log "last lines of $KAFKA_LOG:"
             tail -n 40 "$KAFKA_LOG" >&2 || true
@@ -174,20 +187,21 @@ wait_kafka() {
     done
 }
 
-kafka_up() {
+# Starts the broker unless it runs; kafka_wait then waits for it (postgres starts in between).
+KAFKA_FOREIGN=0
+kafka_start() {
     ensure_java
     ensure_kafka_libs
     local pid
     if pid="$(kafka_pid)"; then
-        log "Kafka already running (pid $pid); checking it answers"
-        wait_kafka "$pid"
-        log "Kafka $KAFKA_VERSION up on $KAFKA_BOOTSTRAP (pid $pid)"
+        log "Kafka already running (pid $pid)"
         return 0
     fi
     rm -f "$KAFKA_PIDFILE"
     if port_open "$KAFKA_HOST" "$KAFKA_PORT"; then
         if kafka_ready; then
             log "WARNING: a Kafka broker not started from $STACK_DIR already answers on $KAFKA_BOOTSTRAP; using it"
+            KAFKA_FOREIGN=1
             return 0
         fi
         die "port $KAFKA_PORT is taken by something that does not answer as a Kafka broker"
@@ -203,15 +217,26 @@ kafka_up() {
     # shellcheck disable=SC2086  # KAFKA_HEAP is a list of JVM flags
     setsid nohup "$JAVA" $KAFKA_HEAP -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
-        -Djava.awt.headless=true \
+        -Djava.awt.headless=true -Dlog4j2.shutdownHookEnabled=false \
         "-Dlog4j2.configurationFile=$STACK_SRC/log4j2.properties" \
         "-Dkafka.logs.dir=$LOG_DIR" \
         -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONFIG" \
         </dev/null >"$KAFKA_LOG" 2>&1 9>&- &
     pid=$!
     printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
+}
+
+kafka_wait() {
+    ((KAFKA_FOREIGN)) && return 0
+    local pid
+    pid="$(kafka_pid)" || pid="$(cat "$KAFKA_PIDFILE" 2>/dev/null || echo 0)"
     wait_kafka "$pid"
     log "Kafka $KAFKA_VERSION up on $KAFKA_BOOTSTRAP (pid $pid)"
+}
+
+kafka_up() {
+    kafka_start
+    kafka_wait
 }
 
 kafka_down() {
@@ -266,7 +291,7 @@ ensure_postgres_installed() {
     log "installing PostgreSQL from Debian (apt-get install postgresql)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >&2
-    apt-get install -y -q postgresql >&2
+    apt-get install -y -q postgresql >&2 9>&-
     pg_installed || die "apt-get install postgresql did not provide pg_ctlcluster"
 }
 
@@ -298,14 +323,14 @@ postgres_up() {
         ver="$(basename "$(ls -d /usr/lib/postgresql/*/ | sort -V | tail -n 1)")"
         name=main
         log "creating PostgreSQL cluster $ver/$name on port $PG_PORT"
-        pg_createcluster "$ver" "$name" -p "$PG_PORT" >&2
+        pg_createcluster "$ver" "$name" -p "$PG_PORT" >&2 9>&-
         read -r ver name port status <<<"$(pg_cluster)"
     fi
     [[ "$port" == "$PG_PORT" ]] || die "PostgreSQL cluster $ver/$name uses port $port, not $PG_PORT"
     local pglog="/var/log/postgresql/postgresql-$ver-$name.log"
     if [[ "$status" != online* ]]; then
         log "starting PostgreSQL $ver/$name; log: $pglog"
-        pg_ctlcluster "$ver" "$name" start >&2 || die "pg_ctlcluster $ver $name start failed (see $pglog)"
+        pg_ctlcluster "$ver" "$name" start >&2 9>&- || die "pg_ctlcluster $ver $name start failed (see $pglog)"
     else
         log "PostgreSQL $ver/$name already running"
     fi
@@ -390,7 +415,11 @@ shift
 case "$cmd" in
     up)
         take_lock
-        for c in $(components "$@"); do "${c}_up"; done
+        comps=" $(components "$@") "
+        # the broker's JVM warms up while PostgreSQL starts
+        [[ "$comps" == *" kafka "* ]] && kafka_start
+        [[ "$comps" == *" postgres "* ]] && postgres_up
+        [[ "$comps" == *" kafka "* ]] && kafka_wait
         print_settings
         ;;
     down)
@@ -432,6 +461,6 @@ case "$cmd" in
         log "deleting Kafka data in $KAFKA_STATE"
         rm -rf "$KAFKA_STATE"
         ;;
-    -h | --help | help) usage ;;
+    -h | --help | help) usage 0 ;;
     *) usage ;;
 esac

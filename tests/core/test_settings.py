@@ -68,3 +68,14 @@ def test_log_redaction_hides_url_passwords_and_secrets() -> None:
     )
     redact.filter(record)
     assert record.getMessage() == "connect postgresql://u:***@h/db with ***"
+
+
+@pytest.mark.parametrize(
+    ("value", "servers"),
+    [("a:1,b:2", ["a:1", "b:2"]), ('["a:1"]', ["a:1"]), ("a:1", ["a:1"])],
+)
+def test_bootstrap_servers_from_env(
+    monkeypatch: pytest.MonkeyPatch, value: str, servers: list[str]
+) -> None:
+    monkeypatch.setenv("FINMON_KAFKA__BOOTSTRAP_SERVERS", value)
+    assert load_settings(DEFAULT_CONFIG).kafka.bootstrap_servers == servers
