@@ -23,7 +23,10 @@ from enum import StrEnum
 
 from alerts.detection import Assessment, Status
 from alerts.rules import SEVERITY_RANK, Severity
+from monitor.durations import format_duration
 from monitor.windows import WindowKey
+
+_CALM = {Status.NORMAL: "normal", Status.BELOW_MINIMUM: "below the minimum volume"}
 
 
 class Kind(StrEnum):
@@ -106,7 +109,7 @@ def observe(
                 state,
                 replace(after, last_notified_at=now),
                 Kind.REPEAT,
-                f"still firing after the repeat interval of {repeat_interval}",
+                f"still firing after the repeat interval of {format_duration(repeat_interval)}",
             )
         return Decision(
             state,
@@ -115,13 +118,19 @@ def observe(
             f"deduplicated: notified at {state.last_notified_at.isoformat()}",
         )
 
+    counts = f"{figures.n_bearish} of {figures.n_total} items bearish"
     if window.window_end <= now:
-        return Decision(state, None, Kind.RESOLVED, f"window closed {status}")
+        return Decision(
+            state,
+            None,
+            Kind.RESOLVED,
+            f"the window from {window.window_start.isoformat()} closed {_CALM[status]} ({counts})",
+        )
     return Decision(
         state,
         replace(state, last_window_start=window.window_start),
         None,
-        f"open window {status} so far",
+        f"open window {_CALM[status]} so far ({counts})",
     )
 
 

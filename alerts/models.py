@@ -36,7 +36,7 @@ class AlertRow(Base):
     last_window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     anomalous_until: Mapped[datetime] = mapped_column(UTCDateTime)
     figures: Mapped[dict[str, Any]] = mapped_column(JSON)
-    """The latest window's figures: counts, negative share, baseline, z-scores."""
+    """The peak window's figures: counts, negative share, baseline, z-scores."""
     notifications: Mapped[int] = mapped_column(Integer)
     """How many notifications were decided so far; numbers their idempotency keys."""
     revision: Mapped[int] = mapped_column(Integer)

@@ -30,7 +30,7 @@ _ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 def _env_var_name(name: str | None) -> str | None:
     if name is not None and not _ENV_VAR.match(name):
-        raise ValueError(f"{name!r} is not an environment variable name (e.g. FINMON_SMTP_PASSWORD)")
+        raise ValueError(f"{name!r} is not an environment variable name, e.g. FINMON_SMTP_PASSWORD")
     return name
 
 
@@ -57,7 +57,9 @@ class RuleSettings(Section):
     prior_weight: float = Field(default=20, gt=0)
     """The baseline share starts from `prior_share` worth `prior_weight` items, so a key with
     little or no history still has a sensible, uncertain baseline."""
-    thresholds: dict[Severity, float] = {"warning": 3.0, "critical": 5.0}
+    thresholds: dict[Severity, float] = Field(
+        default_factory=lambda: {"warning": 3.0, "critical": 5.0}
+    )
     """The score (a z-score) from which each severity fires."""
     resolve_z: float = 1.5
     """Hysteresis: a firing alert stays firing while its windows score at least this."""
@@ -80,7 +82,7 @@ class RuleSettings(Section):
         ordered = sorted(self.thresholds.items(), key=lambda kv: SEVERITY_RANK[kv[0]])
         values = [v for _, v in ordered]
         if values != sorted(set(values)):
-            raise ValueError("thresholds must rise strictly with severity (info < warning < critical)")
+            raise ValueError("thresholds must rise strictly with severity: info, warning, critical")
         if self.resolve_z >= values[0]:
             raise ValueError(f"resolve_z ({self.resolve_z}) must be below the lowest threshold")
         return self
@@ -232,9 +234,11 @@ class AlertSettings(Section):
     enabled: bool = True
     sample_headlines: int = Field(default=3, ge=0, le=20)
     """How many of the window's most bearish headlines a notification carries."""
-    rules: list[RuleSettings] = DEFAULT_RULES
-    channels: dict[str, ChannelSettings] = {"log": LogChannelSettings(type="log")}
-    routes: list[RouteSettings] = [RouteSettings(channels=["log"])]
+    rules: list[RuleSettings] = Field(default_factory=lambda: list(DEFAULT_RULES))
+    channels: dict[str, ChannelSettings] = Field(
+        default_factory=lambda: {"log": LogChannelSettings(type="log")}
+    )
+    routes: list[RouteSettings] = Field(default_factory=lambda: [RouteSettings(channels=["log"])])
     delivery: DeliverySettings = DeliverySettings()
 
     @model_validator(mode="after")
@@ -256,9 +260,6 @@ class AlertSettings(Section):
                     f"defined: {sorted(self.channels)}"
                 )
         return self
-
-    def rule(self, name: str) -> RuleSettings | None:
-        return next((r for r in self.rules if r.name == name), None)
 
     def channels_for(self, rule: str, severity: str) -> list[str]:
         """The channels an alert of `rule` at `severity` goes to, in config order, once each."""

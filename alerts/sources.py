@@ -29,7 +29,12 @@ def read_windows(
     for offset in range(0, len(keys), _CHUNK):
         rows = conn.execute(
             select(
-                t.c.key, t.c.window_start, t.c.n_bearish, t.c.n_neutral, t.c.n_bullish, t.c.score_sum
+                t.c.key,
+                t.c.window_start,
+                t.c.n_bearish,
+                t.c.n_neutral,
+                t.c.n_bullish,
+                t.c.score_sum,
             ).where(
                 t.c.dimension == dimension,
                 t.c.key.in_(keys[offset : offset + _CHUNK]),
@@ -62,9 +67,7 @@ def sample_headlines(
     )
     if dimension == "ticker":
         tickers = NewsItemTickerRow.__table__
-        query = query.join(tickers, tickers.c.item_id == items.c.id).where(
-            tickers.c.ticker == key
-        )
+        query = query.join(tickers, tickers.c.item_id == items.c.id).where(tickers.c.ticker == key)
         published = tickers.c.published_at
     elif dimension == "topic":
         query = query.where(items.c.topic == key)

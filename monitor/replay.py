@@ -11,6 +11,7 @@ import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -92,5 +93,6 @@ def replay(runtime: Runtime, path: Path, *, progress: bool = True) -> ReplaySumm
             dlq.close()
     summary.windows_written = len(windows)
     if runtime.alerts is not None:
+        runtime.alerts.sweep(datetime.now(UTC))  # resolve episodes that ended in the file
         summary.alerts = runtime.alerts.deliver_pending_until_idle()
     return summary

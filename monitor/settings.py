@@ -192,15 +192,18 @@ class Settings(BaseSettings):
         """Every secret value in these settings (for log redaction), found by type."""
         found: list[str] = []
 
-        def walk(value: Any) -> None:
+        def walk(value: Any, key: str = "") -> None:
             if isinstance(value, SecretStr):
                 found.append(value.get_secret_value())
+            elif key.endswith("_env") and isinstance(value, str) and os.environ.get(value):
+                found.append(os.environ[value])  # alerts name the env var holding a secret
             elif isinstance(value, BaseModel):
                 for name in type(value).model_fields:
                     walk(getattr(value, name))
             elif isinstance(value, dict | list | tuple):
-                for inner in value.values() if isinstance(value, dict) else value:
-                    walk(inner)
+                pairs = value.items() if isinstance(value, dict) else (("", v) for v in value)
+                for inner_key, inner in pairs:
+                    walk(inner, str(inner_key))
 
         walk(self)
         return found

@@ -79,3 +79,14 @@ def test_bootstrap_servers_from_env(
 ) -> None:
     monkeypatch.setenv("FINMON_KAFKA__BOOTSTRAP_SERVERS", value)
     assert load_settings(DEFAULT_CONFIG).kafka.bootstrap_servers == servers
+
+
+def test_secrets_named_by_alert_channels_are_redacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[alerts.channels.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:1/x"\nsecret_env = "HOOK_SECRET"\n'
+    )
+    monkeypatch.setenv("HOOK_SECRET", "s3cr3t-hook-value")
+    assert "s3cr3t-hook-value" in load_settings(path).secret_values()

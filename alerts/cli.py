@@ -1,0 +1,119 @@
+"""`finmon alerts`: the alerts of a period with the status of their deliveries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+
+from monitor.durations import format_duration, parse_duration
+
+_MAX_ERROR_CHARS = 60
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """`24h` (back from `now`) or an ISO timestamp with a timezone."""
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (24h, 7d) nor an ISO timestamp"
+        ) from None
+    if at.tzinfo is None:
+        raise click.BadParameter("the timestamp needs a timezone, e.g. 2026-01-05T09:00:00+00:00")
+    return at.astimezone(UTC)
+
+
+def _deliveries(deliveries: list[dict[str, Any]]) -> str:
+    parts = []
+    for d in deliveries:
+        attempts = "" if d["status"] == "sent" else f" x{d['attempts']}"
+        parts.append(f"{d['kind']}>{d['channel']}:{d['status']}{attempts}")
+    return ", ".join(parts) or "-"
+
+
+def _last_error(deliveries: list[dict[str, Any]]) -> str:
+    errors = [d["last_error"] for d in deliveries if d["last_error"]]
+    return errors[-1][:_MAX_ERROR_CHARS] if errors else ""
+
+
+def _minute(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M") if at else ""
+
+
+def alerts_table(rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> pd.DataFrame:
+    """One line per alert: what fired, on which figures, and where its notifications are."""
+    return pd.DataFrame(
+        [
+            {
+                "id": alert["id"],
+                "state": alert["state"],
+                "severity": alert["severity"],
+                "rule": alert["rule"],
+                "key": "all"
+                if alert["dimension"] == "all"
+                else f"{alert['dimension']}:{alert['key']}",
+                "window": format_duration(timedelta(seconds=alert["window_seconds"])),
+                "started (UTC)": _minute(alert["started_at"]),
+                "resolved (UTC)": _minute(alert["resolved_at"]),
+                "bearish": f"{alert['figures']['negative_share']:.0%}",
+                "baseline": f"{alert['figures']['baseline_share']:.0%}",
+                "score": round(alert["figures"]["score"], 1),
+                "deliveries": _deliveries(deliveries),
+                "last error": _last_error(deliveries),
+            }
+            for alert, deliveries in rows
+        ]
+    )
+
+
+@click.command("alerts")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (default: $FINMON_CONFIG or the repo's config.toml).",
+)
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    help="Alerts active since: a duration back from now (24h, 7d) or an ISO timestamp.",
+)
+@click.option("--state", type=click.Choice(["firing", "resolved"]), default=None)
+def alerts_command(config_path: Path | None, since: str, state: str | None) -> None:
+    """List alerts and the delivery status of their notifications."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from alerts.outbox import list_alerts
+    from monitor.cli import settings_from
+    from monitor.db.engine import make_engine
+
+    since_at = parse_since(since, datetime.now(UTC))
+    settings = settings_from(config_path)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = list_alerts(conn, since_at, state)
+    except (OperationalError, ProgrammingError) as exc:
+        raise click.ClickException(
+            f"cannot read alerts ({type(exc.orig).__name__}); is the schema up to date? "
+            "Run `finmon db upgrade`."
+        ) from None
+    finally:
+        engine.dispose()
+    if not rows:
+        label = f"{state} alerts" if state else "alerts"
+        click.echo(f"no {label} since {since_at.isoformat(timespec='minutes')}")
+        return
+    with pd.option_context("display.max_colwidth", 200, "display.width", 250):
+        click.echo(alerts_table(rows).to_string(index=False))

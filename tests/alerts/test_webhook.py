@@ -1,0 +1,84 @@
+"""The webhook channel against a real HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from datetime import timedelta
+
+import pytest
+from pydantic import SecretStr
+
+from alerts.channels import DeliveryError
+from alerts.channels.webhook import WebhookChannel, verify_signature
+from alerts.rules import WebhookChannelSettings
+from tests.alerts.conftest import WebhookReceiver, free_port, notification
+
+SECRET = "s3cret-for-tests"
+
+
+def channel(url: str, timeout: float = 2.0) -> WebhookChannel:
+    settings = WebhookChannelSettings(type="webhook", url=url, timeout=timedelta(seconds=timeout))
+    return WebhookChannel(settings, SecretStr(SECRET), ssl.create_default_context())
+
+
+def test_posts_the_signed_document_with_an_idempotency_key(webhook: WebhookReceiver) -> None:
+    note = notification()
+    channel(webhook.url).send(note)
+    [request] = webhook.requests
+    assert verify_signature(SECRET.encode(), request.body, request.headers["X-Finmon-Signature"])
+    assert not verify_signature(b"wrong", request.body, request.headers["X-Finmon-Signature"])
+    assert request.headers["Idempotency-Key"] == "idem-1"
+    assert request.headers["X-Finmon-Event"] == "firing"
+    assert request.headers["Content-Type"] == "application/json"
+    doc = request.json()
+    assert doc == json.loads(json.dumps(note.payload))
+    assert doc["alert"]["key"] == "ACME" and doc["alert"]["state"] == "firing"
+    assert doc["figures"]["n_bearish"] == 6 and doc["figures"]["negative_share"] == 0.75
+    assert doc["headlines"][0]["headline"] == "ACME plunges after profit warning"
+    assert SECRET not in request.body.decode()
+
+
+def test_every_attempt_sends_the_same_bytes(webhook: WebhookReceiver) -> None:
+    hook = channel(webhook.url)
+    hook.send(notification())
+    hook.send(notification())
+    first, second = webhook.requests
+    assert first.body == second.body
+    assert first.headers["X-Finmon-Signature"] == second.headers["X-Finmon-Signature"]
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (500, True),
+        (502, True),
+        (503, True),
+        (408, True),
+        (429, True),
+        (400, False),
+        (401, False),
+        (404, False),
+        (422, False),
+        (302, False),
+    ],
+)
+def test_http_errors(webhook: WebhookReceiver, status: int, retryable: bool) -> None:
+    webhook.script = [status]
+    with pytest.raises(DeliveryError, match=f"HTTP {status}") as failure:
+        channel(webhook.url).send(notification())
+    assert failure.value.retryable is retryable
+    assert len(webhook.requests) == 1  # a redirect is not followed
+
+
+def test_a_timeout_is_retryable(webhook: WebhookReceiver) -> None:
+    webhook.script = [0]  # hang
+    with pytest.raises(DeliveryError) as failure:
+        channel(webhook.url, timeout=0.3).send(notification())
+    assert failure.value.retryable
+
+
+def test_a_refused_connection_is_retryable() -> None:
+    with pytest.raises(DeliveryError, match="unreachable") as failure:
+        channel(f"http://127.0.0.1:{free_port()}/x").send(notification())
+    assert failure.value.retryable
