@@ -86,7 +86,8 @@ def test_secrets_named_by_alert_channels_are_redacted(
 ) -> None:
     path = tmp_path / "config.toml"
     path.write_text(
-        '[alerts.channels.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:1/x"\nsecret_env = "HOOK_SECRET"\n'
+        '[alerts.channels.hook]\ntype = "webhook"\n'
+        'url = "http://127.0.0.1:1/x"\nsecret_env = "HOOK_SECRET"\n'
     )
     monkeypatch.setenv("HOOK_SECRET", "s3cr3t-hook-value")
     assert "s3cr3t-hook-value" in load_settings(path).secret_values()
