@@ -163,8 +163,11 @@ def save_alert(
 
 
 def idempotency_key(alert: StoredAlert, sequence: int, channel: str) -> str:
-    """Stable per (incident, notification, channel): a resend carries the same key."""
-    raw = f"{alert.fingerprint}|{alert.state.started_at.isoformat()}|{sequence}|{channel}"
+    """Stable per (incident, notification, channel): a resend carries the same key.
+
+    Each incident is its own `alerts` row, so the row id tells incidents apart even when one
+    evaluation resolves an alert and fires it again at the same instant."""
+    raw = f"{alert.fingerprint}|{alert.id}|{sequence}|{channel}"
     return hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 

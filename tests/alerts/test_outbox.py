@@ -64,6 +64,20 @@ def test_idempotency_keys_are_unique(engine: Engine) -> None:
         outbox.enqueue(conn, alert, Kind.FIRING, ["hook"], payload, T0)
 
 
+def test_a_refired_incident_at_the_same_instant_gets_new_keys(engine: Engine) -> None:
+    """Fire, resolve and fire again within one evaluation (same `now`): both incidents'
+    notifications must be stored, under different keys."""
+    first = open_alert(engine)
+    with engine.begin() as conn:
+        outbox.enqueue(conn, first, Kind.FIRING, ["log"], lambda c, k: {"key": k}, T0)
+        outbox.save_alert(conn, first, None, {}, T0, notified=True)
+    second = open_alert(engine)
+    assert second.state.started_at == first.state.started_at
+    with engine.begin() as conn:
+        outbox.enqueue(conn, second, Kind.FIRING, ["log"], lambda c, k: {"key": k}, T0)
+    assert outbox.idempotency_key(first, 1, "log") != outbox.idempotency_key(second, 1, "log")
+
+
 def test_migration_0002_downgrades_and_upgrades(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/m.sqlite3"
     upgrade(url)
