@@ -221,7 +221,11 @@ def trends(
         alerts = report.load_alerts(engine, query, list(frame["key"].unique()))
     except SQLAlchemyError as exc:
         reason = RedactSecrets(settings.secret_values()).redact(str(exc.orig or exc))
-        click.echo(f"finmon: cannot read trend windows: {reason.strip()}", err=True)
+        click.echo(
+            f"finmon: cannot read trend windows: {reason.strip()} "
+            "(is the schema there? run `finmon db upgrade`)",
+            err=True,
+        )
         sys.exit(3)
     finally:
         engine.dispose()

@@ -66,7 +66,10 @@ def save_artifact(out_dir: Path, model: MultiTaskModel, meta: dict[str, Any]) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = model.encoder
     encoder.peft_config["default"].base_model_name_or_path = meta["base"]["name"]
-    encoder.save_pretrained(str(out_dir))
+    # The embeddings are frozen, so there is nothing to save there (and peft would look
+    # the base name up on the hub to check); peft's generic README is not our model card.
+    encoder.save_pretrained(str(out_dir), save_embedding_layers=False)
+    (out_dir / "README.md").unlink(missing_ok=True)
     heads = {k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()}
     save_file(heads, str(out_dir / HEADS_FILE))
     write_json(out_dir / META_FILE, {"format": FORMAT_VERSION, **meta})

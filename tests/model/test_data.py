@@ -1,0 +1,123 @@
+"""CSV loading, label parsing, normalisation and the dedup / hold-out splits."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from monitor.model.data import (
+    TOPIC_DATASET_LABELS,
+    dedup_against,
+    holdout_split,
+    load_split,
+    model_label_names,
+    parse_labels,
+    resolve_duplicates,
+)
+from monitor.model.interface import SENTIMENT_LABELS
+from monitor.model.text import normalise_text
+from tests.conftest import SHARED_DATA, needs_shared_data
+from tests.model.conftest import FIXTURES
+
+SENTIMENT_IDS = {0: "Bearish", 1: "Bullish", 2: "Neutral"}
+
+
+def test_normalise_strips_links_entities_and_odd_whitespace() -> None:
+    raw = "  Fed\u00a0hikes &amp; stocks fall https://t.co/AbC123 \n see www.example.com/x "
+    assert normalise_text(raw) == "Fed hikes & stocks fall see"
+
+
+def test_sentiment_ids_map_by_name_not_by_position() -> None:
+    # dataset: 0 Bearish, 1 Bullish, 2 Neutral; model: bearish, neutral, bullish
+    got = parse_labels([0, 1, 2, "1"], "sentiment", SENTIMENT_LABELS, SENTIMENT_IDS)
+    assert [SENTIMENT_LABELS[i] for i in got] == ["bearish", "bullish", "neutral", "bullish"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Bearish", "bearish"),
+        ("NEGATIVE", "bearish"),
+        (" positive ", "bullish"),
+        ("Neutral", "neutral"),
+    ],
+)
+def test_sentiment_names_and_synonyms_case_insensitive(raw: str, expected: str) -> None:
+    (index,) = parse_labels([raw], "sentiment", SENTIMENT_LABELS, SENTIMENT_IDS)
+    assert SENTIMENT_LABELS[index] == expected
+
+
+def test_topic_names_case_insensitive() -> None:
+    ids = dict(enumerate(TOPIC_DATASET_LABELS))
+    got = parse_labels(["fed | central banks", 11], "topic", TOPIC_DATASET_LABELS, ids)
+    assert list(got) == [1, 11]
+
+
+def test_unknown_labels_are_named_in_the_error() -> None:
+    with pytest.raises(ValueError, match=r"'7'.*'sideways'|'sideways'.*'7'"):
+        parse_labels([7, "sideways", "bullish"], "sentiment", SENTIMENT_LABELS, SENTIMENT_IDS)
+
+
+def test_positive_is_no_synonym_for_topics() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        parse_labels(["positive"], "topic", TOPIC_DATASET_LABELS, {})
+
+
+def test_fixture_csvs_with_ids_and_with_names_load_to_the_same_labels() -> None:
+    by_id = load_split(FIXTURES / "sentiment" / "valid.csv", "sentiment", SENTIMENT_LABELS)
+    by_name = load_split(FIXTURES / "sentiment_names.csv", "sentiment", SENTIMENT_LABELS)
+    assert list(by_name["label"]) == list(by_id["label"][: len(by_name)])
+    assert set(by_id.columns) == {"text", "raw", "label"}
+
+
+def test_topic_label_names_come_from_labels_json_in_id_order() -> None:
+    assert model_label_names("topic", FIXTURES / "topic") == TOPIC_DATASET_LABELS
+    assert model_label_names("sentiment", FIXTURES / "sentiment") == SENTIMENT_LABELS
+
+
+def test_resolve_duplicates_majority_vote_and_ties_dropped() -> None:
+    frame = pd.DataFrame(
+        {
+            "text": ["a", "a", "a", "b", "b", "c", ""],
+            "label": [1, 1, 0, 0, 1, 2, 0],
+        }
+    )
+    resolved = resolve_duplicates(frame)
+    assert dict(zip(resolved["text"], resolved["label"], strict=True)) == {"a": 1, "c": 2}
+
+
+def test_dedup_drops_train_overlap_and_repeats() -> None:
+    train = load_split(FIXTURES / "topic" / "train.csv", "topic", TOPIC_DATASET_LABELS)
+    valid = load_split(FIXTURES / "topic" / "valid.csv", "topic", TOPIC_DATASET_LABELS)
+    deduped = dedup_against(valid, train["text"])
+    # two valid rows are in train (other link), one repeats within valid after unescaping
+    assert len(valid) - len(deduped) == 3
+    assert not set(deduped["text"]) & set(train["text"])
+    assert deduped["text"].is_unique
+
+
+def test_holdout_is_stratified_disjoint_and_seeded() -> None:
+    frame = pd.DataFrame(
+        {"text": [f"t{i}" for i in range(100)], "label": [i % 4 for i in range(100)]}
+    )
+    train, dev = holdout_split(frame, 0.2, seed=1)
+    assert len(dev) == 20 and sorted(dev["label"].value_counts()) == [5, 5, 5, 5]
+    assert not set(train["text"]) & set(dev["text"])
+    assert list(holdout_split(frame, 0.2, seed=1)[1]["text"]) == list(dev["text"])
+
+
+@needs_shared_data()
+def test_shared_datasets_parse_with_published_counts() -> None:
+    topic = SHARED_DATA / "twitter_fin_topic"
+    names = model_label_names("topic", topic)
+    assert names == TOPIC_DATASET_LABELS
+    assert len(load_split(topic / "valid.csv", "topic", names)) == 4117
+    sentiment = load_split(
+        SHARED_DATA / "twitter_fin_sentiment" / "train.csv", "sentiment", SENTIMENT_LABELS
+    )
+    counts = sentiment["label"].value_counts()
+    assert [counts[SENTIMENT_LABELS.index(n)] for n in ("bearish", "bullish", "neutral")] == [
+        1442,
+        1923,
+        6178,
+    ]
