@@ -57,6 +57,9 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
         autodiscover=False,
         broker_commit_every=200,
         broker_commit_interval=1.0,
+        # A dead letter is the whole raw message (up to the ingest limit) plus its headers;
+        # with the 1 MB default, sending a bigger one crashed the agent with its batch unacked.
+        producer_max_request_size=settings.ingest.max_message_bytes + 64 * 1024,
     )
     raw_topic = app.topic(kafka.input_topic, value_serializer="raw", key_serializer="raw")
     out_topic = app.topic(kafka.output_topic, value_serializer="raw", key_serializer="raw")

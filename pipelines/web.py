@@ -2,19 +2,23 @@
 
 `/health` answers while the process's event loop runs (liveness: restart me if this fails);
 `/ready` answers 200 only when Kafka, the database and the model are all usable (readiness:
-send me work), with a JSON body saying which check failed.
+send me work), with a JSON body saying which check failed; `/metrics` is the Prometheus text
+format of `pipelines.metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.web import Request, Response, View
 from sqlalchemy import text
 
 from monitor.runtime import Runtime
+
+if TYPE_CHECKING:
+    from pipelines.metrics import PipelineMetrics
 
 
 def _database_ok(runtime: Runtime) -> bool:
@@ -49,3 +53,12 @@ def register_health_views(app: faust.App, runtime: Runtime) -> None:
             checks = await readiness(app, runtime)
             ready = all(checks.values())
             return self.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+def register_metrics_view(app: faust.App, metrics: PipelineMetrics) -> None:
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request, **_: Any) -> Response:
+            # The header, not content_type=: aiohttp refuses a charset inside content_type.
+            headers = {"Content-Type": metrics.content_type}
+            return self.bytes(metrics.exposition(), headers=headers)

@@ -14,19 +14,26 @@ import faust
 
 from monitor.runtime import Runtime
 from monitor.settings import Settings
-from pipelines.app import PipelineHooks, create_app
+from pipelines.app import create_app
+from pipelines.metrics import PipelineMetrics
 from pipelines.scheduler import attach_scheduler
 from pipelines.topics import ensure_topics
+from pipelines.web import register_metrics_view
 
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, runtime: Runtime, *, hooks: PipelineHooks | None = None) -> None:
+def run_worker(
+    settings: Settings, runtime: Runtime, *, metrics: PipelineMetrics | None = None
+) -> None:
     """Run until a signal stops it. Blocks; exits the process when done (Faust's way)."""
     ensure_topics(settings.kafka)
-    app = create_app(runtime, hooks=hooks)
-
-    attach_scheduler(app, runtime)
+    metrics = metrics or PipelineMetrics()
+    metrics.instrument(runtime)
+    app = create_app(runtime, hooks=metrics)
+    metrics.watch_consumer(app, settings.kafka.input_topic)
+    register_metrics_view(app, metrics)
+    attach_scheduler(app, runtime, metrics)
     worker = faust.Worker(
         app,
         loglevel=settings.logging.level,
@@ -41,4 +48,7 @@ def run_worker(settings: Settings, runtime: Runtime, *, hooks: PipelineHooks | N
         settings.kafka.dead_letter_topic,
         settings.batching.max_batch_size,
     )
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:  # Faust has stopped the agent and the jobs: close the pooled connections
+        runtime.engine.dispose()

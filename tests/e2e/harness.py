@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, func, select
 
 from monitor.db.models import NewsItemRow, TrendWindowRow
@@ -167,6 +167,35 @@ def consume(topic: str, expected: int, timeout: float = 60) -> list[Any]:
     try:
         while len(records) < expected and time.monotonic() < deadline:
             records.extend(consumer)
+    finally:
+        consumer.close()
+    return records
+
+
+def read_topic(topic: str, timeout: float = 60) -> list[Any]:
+    """Every record in `topic` up to its end offsets as of now (nothing if it does not exist).
+
+    Unlike `consume`, it needs no expected count: it stops at the log end, so a test can poll
+    a topic whose final size it does not know (dead letters, redeliveries)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=[KAFKA_BOOTSTRAP],
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    records: list[Any] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        if not partitions:
+            return records
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s reading {topic} to its end")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
     finally:
         consumer.close()
     return records

@@ -1,0 +1,247 @@
+"""The worker's Prometheus metrics, served at `/metrics` (see `pipelines.web`).
+
+Why a registry per `PipelineMetrics` rather than prometheus-client's global one: a test can
+build as many as it likes without "duplicated timeseries" errors, and the worker exposes
+exactly finmon's series. Counters are fed from the values the pipeline already returns (the
+batch outcome, the alert service's events and delivery stats, the retention result), so a
+number on a dashboard always means what the code did, never a guess made beside it.
+
+Every message a worker consumes ends up in exactly one of `stored`, `duplicate` (a redelivery
+or a repeat within its batch) and `dead_lettered`, so the three add up to `consumed`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from monitor.model.interface import Classification, Classifier, ModelInput
+from monitor.pipeline_types import RawMessage
+from monitor.runtime import HandledBatch, Runtime
+from pipelines.app import PipelineHooks
+
+if TYPE_CHECKING:
+    import faust
+
+    from alerts.delivery import DeliveryStats
+    from alerts.service import AlertEvent
+    from monitor.retention import RetentionResult
+
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+"""End-to-end lag spans milliseconds (live feed) to a day (a backfill)."""
+BATCH_BUCKETS = tuple(float(2**n) for n in range(13))  # 1 .. 4096, the batch size limit
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class PipelineMetrics(PipelineHooks):
+    """finmon's metrics, and the hooks and callbacks that keep them up to date."""
+
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
+    """What `exposition` writes: the classic text format every Prometheus version reads."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+
+        def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+            return Counter(name, doc, labels, registry=self.registry)
+
+        def histogram(
+            name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()
+        ) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
+
+        self.consumed = counter("finmon_messages_consumed", "Messages taken from the input topic.")
+        self.stored = counter("finmon_messages_stored", "Messages stored as new news items.")
+        self.duplicates = counter(
+            "finmon_messages_duplicate",
+            "Messages whose id was already stored or already in the same batch.",
+        )
+        self.dead_lettered = counter(
+            "finmon_messages_dead_lettered", "Messages refused and sent to the dead-letter topic."
+        )
+        self.storage_errors = counter(
+            "finmon_storage_errors",
+            "Failed attempts to store a batch (each is retried; offsets are held).",
+            ["error"],
+        )
+        self.batch_size = histogram(
+            "finmon_batch_size_messages", "Messages per batch taken from Kafka.", BATCH_BUCKETS
+        )
+        self.batch_seconds = histogram(
+            "finmon_batch_duration_seconds",
+            "From taking a batch to acking it: decode, classify, store, alerts, publish.",
+            LATENCY_BUCKETS,
+        )
+        self.inference_seconds = histogram(
+            "finmon_inference_duration_seconds",
+            "Model inference time per batch (the classifier alone).",
+            LATENCY_BUCKETS,
+        )
+        self.lag_seconds = histogram(
+            "finmon_end_to_end_lag_seconds",
+            "From an item's published_at or its Kafka timestamp to its row being stored.",
+            LAG_BUCKETS,
+            ["reference"],
+        )
+        self.alert_events = counter(
+            "finmon_alert_events",
+            "Alert notifications decided, by kind: firing (an alert fired), repeat, resolved.",
+            ["rule", "kind", "severity"],
+        )
+        self.deliveries = counter(
+            "finmon_alert_deliveries",
+            "Alert delivery attempts by outcome: sent, retried (will try again), failed.",
+            ["outcome"],
+        )
+        self.retention_deleted = counter(
+            "finmon_retention_deleted_rows", "Rows deleted by the retention job.", ["table"]
+        )
+        self.job_runs = counter(
+            "finmon_job_runs", "Scheduled job runs by outcome (ok or error).", ["job", "outcome"]
+        )
+        self.job_last_success = Gauge(
+            "finmon_job_last_success_timestamp_seconds",
+            "When each scheduled job last succeeded (Unix time): alert if it stops moving.",
+            ["job"],
+            registry=self.registry,
+        )
+
+    # -- the agent's hooks ---------------------------------------------------------------
+
+    def on_batch(
+        self, messages: list[RawMessage], handled: HandledBatch, started: datetime
+    ) -> None:
+        outcome = handled.outcome
+        now = time.time()
+        self.consumed.inc(len(messages))
+        self.stored.inc(len(outcome.stored.inserted))
+        self.duplicates.inc(len(outcome.stored.duplicates) + outcome.repeated_in_batch)
+        self.dead_lettered.inc(len(outcome.dead_letters))
+        self.batch_size.observe(len(messages))
+        self.batch_seconds.observe(max(now - started.timestamp(), 0.0))
+        for item in outcome.stored.inserted:
+            self._observe_lag("published_at", now, item.item.published_at)
+            if item.origin is not None and item.origin.timestamp is not None:
+                self._observe_lag("kafka_timestamp", now, item.origin.timestamp)
+        self.record_alert_events(handled.alert_events)
+
+    def on_storage_error(self, exc: Exception) -> None:
+        self.storage_errors.labels(type(exc).__name__).inc()
+
+    def _observe_lag(self, reference: str, now: float, at: datetime) -> None:
+        # An item published slightly in the future (allowed clock skew) has no negative lag.
+        self.lag_seconds.labels(reference).observe(max(now - at.timestamp(), 0.0))
+
+    # -- results of the alert service and the scheduled jobs ----------------------------
+
+    def record_alert_events(self, events: Iterable[AlertEvent]) -> None:
+        """Count what `AlertService.evaluate` or `.sweep` returned."""
+        for event in events:
+            self.alert_events.labels(event.rule, str(event.kind), event.severity).inc()
+
+    def record_deliveries(self, stats: DeliveryStats) -> None:
+        """Count what `AlertService.deliver_pending` returned."""
+        for outcome in ("sent", "retried", "failed"):
+            self.deliveries.labels(outcome).inc(getattr(stats, outcome))
+
+    def record_retention(self, result: RetentionResult) -> None:
+        self.retention_deleted.labels("news_items").inc(result.news_items)
+        self.retention_deleted.labels("trend_windows").inc(result.trend_windows)
+
+    @contextmanager
+    def job_run(self, job: str) -> Iterator[None]:
+        """Count one run of a scheduled job; an exception counts as an error and propagates."""
+        try:
+            yield
+        except Exception:
+            self.job_runs.labels(job, "error").inc()
+            raise
+        self.job_runs.labels(job, "ok").inc()
+        self.job_last_success.labels(job).set_to_current_time()
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def instrument(self, runtime: Runtime) -> None:
+        """Time the runtime's classifier, so inference is measured apart from SQL."""
+        processor = runtime.processor
+        processor.classifier = TimedClassifier(processor.classifier, self.inference_seconds)
+
+    def watch_consumer(self, app: faust.App, topic: str) -> None:
+        """Report `topic`'s consumer lag, computed from the consumer's state at each scrape."""
+        self.registry.register(ConsumerLagCollector(app, topic))
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric."""
+        return generate_latest(self.registry)
+
+
+class TimedClassifier:
+    """A `Classifier` that times each call of the one it wraps."""
+
+    def __init__(self, inner: Classifier, seconds: Histogram) -> None:
+        self.inner = inner
+        self.seconds = seconds
+
+    @property
+    def model_version(self) -> str:
+        return self.inner.model_version
+
+    def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
+        with self.seconds.time():
+            return self.inner.classify(inputs)
+
+
+def consumer_lag(consumer: faust.types.ConsumerT, topic: str) -> dict[int, int]:
+    """Lag per assigned partition of `topic`: the log end offset minus the committed offset.
+
+    That is Kafka's own definition (what `kafka-consumer-groups --describe` shows), for the
+    partitions this worker owns. Faust keeps the committed offsets (read at assignment,
+    updated at each commit) in `_committed_offset`; it has no public accessor. Partitions
+    whose end or committed offset is not known yet are left out rather than guessed.
+    """
+    try:
+        assigned = consumer.assignment()
+    except Exception:  # not started yet, or rebalancing: a scrape must still succeed
+        return {}
+    committed_offsets = getattr(consumer, "_committed_offset", {})
+    lags: dict[int, int] = {}
+    for tp in assigned:
+        if tp.topic != topic:
+            continue
+        end = consumer.highwater(tp)
+        committed = committed_offsets.get(tp)
+        if end is not None and committed is not None:
+            lags[tp.partition] = max(end - committed, 0)
+    return lags
+
+
+class ConsumerLagCollector(Collector):
+    """`finmon_consumer_lag{topic, partition}`, computed when scraped (never stale)."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = self._family()
+        for partition, lag in sorted(consumer_lag(self.app.consumer, self.topic).items()):
+            family.add_metric([self.topic, str(partition)], lag)
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "finmon_consumer_lag",
+            "Messages not yet committed per assigned input partition (end minus committed).",
+            labels=["topic", "partition"],
+        )
