@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ _KNOWN_FIELDS = frozenset(
     {"id", "published_at", "headline", "title", "body", "source", "url", "tickers", "lang"}
 )
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9}(?:[.\-][A-Za-z]{1,3})?)(?![\w])")
+_LAST_WORD = re.compile(r"\S+\Z")
 _MAX_ID_CHARS = 256
 _MAX_TICKER_CHARS = 16
 _MAX_SHORT_FIELD_CHARS = 2048
@@ -87,7 +89,7 @@ def _decode(raw: bytes, *, now: datetime, policy: IngestPolicy) -> NewsItem:
     except UnicodeDecodeError as exc:
         raise _Invalid(f"invalid UTF-8 at byte {exc.start}") from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise _Invalid(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -98,6 +100,8 @@ def _decode(raw: bytes, *, now: datetime, policy: IngestPolicy) -> NewsItem:
     item_id = _required_str(doc, "id")
     if len(item_id) > _MAX_ID_CHARS:
         raise _Invalid(f"field 'id' is longer than {_MAX_ID_CHARS} characters")
+    if not _storable(item_id):  # the id is the idempotency key: never altered, so refused
+        raise _Invalid("field 'id' contains a NUL character or a lone surrogate")
     published_at = _timestamp(doc, now=now, policy=policy)
     headline_key = "headline" if "headline" in doc else "title"
     headline = _clean(_required_str(doc, headline_key))
@@ -108,7 +112,8 @@ def _decode(raw: bytes, *, now: datetime, policy: IngestPolicy) -> NewsItem:
     body_truncated = body is not None and len(body) > policy.max_body_chars
     if body is not None:
         body = _clean(body)[: policy.max_body_chars] or None
-    tickers = _tickers(doc, headline, body)
+    # A cut at max_body_chars can leave half a cashtag (`$ACME` -> `$AC`): not a ticker.
+    tickers = _tickers(doc, headline, _drop_last_word(body) if body_truncated else body)
     extra = {k: v for k, v in doc.items() if k not in _KNOWN_FIELDS}
     return NewsItem(
         id=item_id,
@@ -158,9 +163,37 @@ def _short(doc: dict[str, Any], key: str) -> str | None:
     return _clean(value).strip()[:_MAX_SHORT_FIELD_CHARS] or None
 
 
+def _non_finite(name: str) -> float:
+    raise _Invalid(f"invalid JSON: {name} is not a JSON number")
+
+
+def _finite_float(literal: str) -> float:
+    """JSON numbers must fit a double: `1e400` would be stored as Infinity, which PostgreSQL's
+    json type refuses, and a batch that can never be stored would be retried forever."""
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _Invalid(f"invalid JSON: number {literal[:32]} is out of range")
+    return value
+
+
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL text can hold `text` (no NUL, no lone surrogate) as it is."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _clean(text: str) -> str:
     """Drop NUL characters (PostgreSQL text cannot hold them) and lone surrogates."""
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _drop_last_word(text: str | None) -> str | None:
+    return _LAST_WORD.sub("", text) if text else text
 
 
 def _strip_nul_deep(value: Any) -> Any:
@@ -207,7 +240,7 @@ def _tickers(doc: dict[str, Any], headline: str, body: str | None) -> tuple[str,
         raise _Invalid("field 'tickers' must be a list of strings")
     found: list[str] = [t.strip().lstrip("$").upper() for t in given]
     for ticker in found:
-        if not ticker or len(ticker) > _MAX_TICKER_CHARS or "\x00" in ticker:
+        if not ticker or len(ticker) > _MAX_TICKER_CHARS or not _storable(ticker):
             raise _Invalid(f"field 'tickers' holds an invalid ticker: {ticker[:32]!r}")
     found.extend(extract_cashtags(headline))
     if body:
