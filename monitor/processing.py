@@ -11,10 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from monitor.contract import IngestPolicy, NewsItem, decode_news
 from monitor.db.store import NewsStore, StoreResult
 from monitor.model.interface import Classifier, ModelInput
 from monitor.pipeline_types import ClassifiedItem, DeadLetter, RawMessage
+from monitor.windows import WindowCounts
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,16 @@ class BatchOutcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     repeated_in_batch: int = 0
     """Messages whose id already appeared earlier in the same batch."""
+
+    def merge(self, other: BatchOutcome) -> None:
+        """Add `other` (a part of the same batch) into this outcome."""
+        self.stored.inserted += other.stored.inserted
+        self.stored.duplicates += other.stored.duplicates
+        self.stored.conflicts += other.stored.conflicts
+        for key, counts in other.stored.windows.items():
+            self.stored.windows.setdefault(key, WindowCounts()).merge(counts)
+        self.dead_letters += other.dead_letters
+        self.repeated_in_batch += other.repeated_in_batch
 
     @property
     def classified(self) -> list[ClassifiedItem]:
@@ -51,8 +64,30 @@ class BatchProcessor:
         self.clock = clock
 
     def process(self, messages: Sequence[RawMessage]) -> BatchOutcome:
-        """Process a batch. Raises only if storage fails, in which case nothing was stored
-        and the caller must retry the same batch (offsets are not committed)."""
+        """Process a batch. Raises only if the database fails, in which case nothing was
+        stored and the caller must retry the same batch (offsets are not committed).
+
+        Any other error (a classifier bug on one odd input, say) must not stall the stream
+        nor lose the batch: the batch is split and retried until the failing messages are
+        isolated, and those go to the dead letters with the error as the reason."""
+        try:
+            return self._process(messages)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:
+            if len(messages) == 1:
+                log.exception("message dead-lettered: processing failed")
+                reason = f"processing failed: {type(exc).__name__}: {exc}"[:500]
+                return BatchOutcome(
+                    dead_letters=[DeadLetter(messages[0].value, reason, messages[0].origin)]
+                )
+            log.warning("batch of %d failed (%s); isolating the cause", len(messages), exc)
+            middle = len(messages) // 2
+            outcome = self.process(messages[:middle])
+            outcome.merge(self.process(messages[middle:]))
+            return outcome
+
+    def _process(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         outcome = BatchOutcome()
         now = self.clock()
         items: dict[str, tuple[NewsItem, RawMessage]] = {}
@@ -61,6 +96,12 @@ class BatchProcessor:
             if isinstance(decoded, NewsItem):
                 if decoded.id in items:
                     outcome.repeated_in_batch += 1
+                    if items[decoded.id][0].content_hash != decoded.content_hash:
+                        log.warning(
+                            "duplicate id with different content in one batch ignored "
+                            "(first write wins)",
+                            extra={"item_id": decoded.id},
+                        )
                 else:
                     items[decoded.id] = (decoded, message)
             else:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.contract import IngestPolicy
 from monitor.db.engine import make_engine, upgrade
@@ -80,9 +81,15 @@ class Runtime:
         outcome = self.processor.process(messages)
         handled = HandledBatch(outcome)
         if self.alerts is not None and outcome.stored.windows:
-            handled.alert_events = self.alerts.evaluate(
-                outcome.stored.windows.keys(), datetime.now(UTC)
-            )
+            try:
+                handled.alert_events = self.alerts.evaluate(
+                    outcome.stored.windows.keys(), datetime.now(UTC)
+                )
+            except SQLAlchemyError:
+                raise  # the caller retries the batch: stored rows are not counted twice
+            except Exception:
+                # the batch is stored; the next update of these windows evaluates them again
+                log.exception("alert evaluation failed for a stored batch")
         return handled
 
 

@@ -58,6 +58,12 @@ class WindowCounts:
     def mean_score(self) -> float:
         return self.score_sum / self.n_total if self.n_total else 0.0
 
+    def merge(self, other: WindowCounts) -> None:
+        self.n_bearish += other.n_bearish
+        self.n_neutral += other.n_neutral
+        self.n_bullish += other.n_bullish
+        self.score_sum += other.score_sum
+
     def add(self, sentiment: str, score: float) -> None:
         if sentiment not in SENTIMENT_LABELS:
             raise ValueError(f"unknown sentiment label {sentiment!r}")

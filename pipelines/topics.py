@@ -13,21 +13,42 @@ import logging
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from monitor.settings import KafkaSettings
+from monitor.settings import IngestSettings, KafkaSettings
 from pipelines.kafka_security import kafka_python_config
 
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(kafka: KafkaSettings, *, replication_factor: int = 1) -> list[str]:
-    """Create any missing finmon topic; returns the names that were created."""
+# Room for the dead-letter headers and the record framing around the largest accepted value.
+_RECORD_OVERHEAD_BYTES = 64 * 1024
+
+
+def record_limit(max_message_bytes: int) -> int:
+    """The largest Kafka record finmon produces: a dead letter of the largest message."""
+    return max_message_bytes + _RECORD_OVERHEAD_BYTES
+
+
+def ensure_topics(
+    kafka: KafkaSettings,
+    *,
+    max_message_bytes: int = IngestSettings().max_message_bytes,
+    replication_factor: int = 1,
+) -> list[str]:
+    """Create any missing finmon topic; returns the names that were created.
+
+    Topics are created accepting records as large as the largest message finmon accepts
+    (plus dead-letter headers), so an oversized-but-valid message is never stuck between a
+    broker limit and the dead-letter topic."""
     admin = KafkaAdminClient(client_id="finmon-admin", **kafka_python_config(kafka))
     try:
         existing = set(admin.list_topics())
         wanted = [kafka.input_topic, kafka.output_topic, kafka.dead_letter_topic]
         missing = [
             NewTopic(
-                name, num_partitions=kafka.input_partitions, replication_factor=replication_factor
+                name,
+                num_partitions=kafka.input_partitions,
+                replication_factor=replication_factor,
+                topic_configs={"max.message.bytes": str(record_limit(max_message_bytes))},
             )
             for name in dict.fromkeys(wanted)
             if name not in existing

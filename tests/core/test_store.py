@@ -127,3 +127,24 @@ def test_timestamps_come_back_utc_aware(engine: Engine, classifier: KeywordClass
         published = conn.scalar(select(NewsItemRow.published_at))
     assert published is not None and published.tzinfo is not None
     assert published == NOW - timedelta(minutes=55)
+
+
+class FailsOn(KeywordClassifier):
+    """A classifier with a bug on one input: it must not stall or lose the batch."""
+
+    def classify(self, inputs):  # type: ignore[no-untyped-def]
+        if any("poison" in i.headline for i in inputs):
+            raise RuntimeError("model bug")
+        return super().classify(inputs)
+
+
+def test_a_failing_item_is_isolated_and_dead_lettered(engine: Engine) -> None:
+    batch = [message(f"ok-{i}", f"$AAPL beats {i}", i) for i in range(6)]
+    batch.insert(3, message("bad", "poison headline", 3))
+    outcome = processor(engine, FailsOn()).process(batch)
+    assert sorted(i.item.id for i in outcome.stored.inserted) == [f"ok-{i}" for i in range(6)]
+    assert [d.reason for d in outcome.dead_letters] == [
+        "processing failed: RuntimeError: model bug"
+    ]
+    assert outcome.dead_letters[0].raw == batch[3].value
+    assert sum(t for t, _ in window_totals(engine).values()) == 12  # 6 items x (5m + 1h)
