@@ -132,7 +132,8 @@ def test_deliveries_retry_through_receiver_outages_and_arrive_once(
     # Every email delivery arrived exactly once, after failed connection attempts.
     received = Counter(m["X-Finmon-Idempotency-Key"] for m in mailbox.messages)
     assert received == Counter(mail_keys)
-    assert max(d.attempts for d in sent if d.channel == "mail") >= 3
+    # >= 2, not 3: the SMTP server may come up while a claimed second attempt is connecting
+    assert max(d.attempts for d in sent if d.channel == "mail") >= 2
     print(
         f"deliveries: webhook {len(hook_keys)} sent once each after {REFUSED_POSTS} refused "
         f"POSTs; email {len(mail_keys)} sent once each, "
