@@ -9,26 +9,10 @@ from typing import Any
 import click
 import pandas as pd
 
-from monitor.durations import format_duration, parse_duration
+from monitor.cli_options import config_option, settings_from
+from monitor.durations import format_duration, parse_since
 
 _MAX_ERROR_CHARS = 60
-
-
-def parse_since(value: str, now: datetime) -> datetime:
-    """`24h` (back from `now`) or an ISO timestamp with a timezone."""
-    try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is neither a duration (24h, 7d) nor an ISO timestamp"
-        ) from None
-    if at.tzinfo is None:
-        raise click.BadParameter("the timestamp needs a timezone, e.g. 2026-01-05T09:00:00+00:00")
-    return at.astimezone(UTC)
 
 
 def _deliveries(deliveries: list[dict[str, Any]]) -> str:
@@ -75,14 +59,7 @@ def alerts_table(rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> pd.
 
 
 @click.command("alerts")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file (default: $FINMON_CONFIG or the repo's config.toml).",
-)
+@config_option
 @click.option(
     "--since",
     default="24h",
@@ -95,10 +72,12 @@ def alerts_command(config_path: Path | None, since: str, state: str | None) -> N
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from alerts.outbox import list_alerts
-    from monitor.cli import settings_from
     from monitor.db.engine import make_engine
 
-    since_at = parse_since(since, datetime.now(UTC))
+    try:
+        since_at = parse_since(since, datetime.now(UTC))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
     settings = settings_from(config_path)
     engine = make_engine(settings.database_url)
     try:

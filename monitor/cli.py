@@ -8,27 +8,8 @@ from pathlib import Path
 
 import click
 
-from monitor.settings import Settings, load_settings
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file (default: $FINMON_CONFIG or the repo's config.toml).",
-)
-
-
-def settings_from(config_path: Path | None) -> Settings:
-    """Load settings, turning any config error into one clear message and exit code 2."""
-    from pydantic import ValidationError
-
-    try:
-        return load_settings(config_path)
-    except (ValidationError, FileNotFoundError, ValueError) as exc:
-        click.echo(f"finmon: invalid configuration: {exc}", err=True)
-        sys.exit(2)
+from monitor.cli_options import config_option, settings_from
+from monitor.settings import Settings
 
 
 def setup_logging(settings: Settings) -> None:
@@ -197,7 +178,7 @@ def trends(
 
     from monitor import trends as report
     from monitor.db.engine import make_engine
-    from monitor.durations import format_duration, parse_duration
+    from monitor.durations import format_duration, parse_duration, parse_since
     from monitor.logging_setup import RedactSecrets
 
     settings = settings_from(config_path)
@@ -209,7 +190,7 @@ def trends(
         sizes = ", ".join(format_duration(s) for s in settings.windows.sizes)
         raise click.BadParameter(f"not a configured window size ({sizes})", param_hint="--window")
     try:
-        since_at = report.parse_since(since, datetime.now(UTC)) if since else None
+        since_at = parse_since(since, datetime.now(UTC)) if since else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
     if dimension == "all" and key is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 _PART = re.compile(r"(\d+)\s*(ms|s|m|h|d|w)")
 _UNITS = {
@@ -37,3 +37,18 @@ def format_duration(delta: timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def parse_since(value: str, now: datetime) -> datetime:
+    """`24h` (a duration back from `now`) or an ISO timestamp (UTC unless it has an offset).
+
+    Shared by every command that takes `--since`."""
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is neither a duration (24h, 7d) nor an ISO time") from None
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Engine, func, inspect, select
 
 from monitor.db.models import TrendWindowRow
-from monitor.durations import format_duration, parse_duration
+from monitor.durations import format_duration
 from monitor.windows import ALL_KEY
 
 if TYPE_CHECKING:
@@ -54,19 +54,6 @@ class TrendQuery:
     @property
     def window_seconds(self) -> int:
         return int(self.window.total_seconds())
-
-
-def parse_since(value: str, now: datetime) -> datetime:
-    """`24h` (a duration back from `now`) or an ISO timestamp (UTC unless it has an offset)."""
-    try:
-        return now - parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is neither a duration (24h) nor an ISO time") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
 def load_trends(engine: Engine, query: TrendQuery) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from matplotlib.image import imread
 from monitor import trends
 from monitor.cli import main
 from monitor.db.engine import make_engine
+from monitor.durations import parse_since
 from monitor.sample import EPISODE_TICKER, SampleSpec
 from monitor.settings import load_settings
 from tests.ops.seeding import replay_sample, write_config
@@ -102,9 +103,9 @@ def test_all_news_and_errors(config: Path) -> None:
     ],
 )
 def test_since_is_a_duration_or_a_time(value: str, expected: datetime) -> None:
-    assert trends.parse_since(value, datetime(2026, 1, 5, 16, tzinfo=UTC)) == expected
+    assert parse_since(value, datetime(2026, 1, 5, 16, tzinfo=UTC)) == expected
 
 
 def test_since_rejects_anything_else() -> None:
     with pytest.raises(ValueError, match="neither a duration"):
-        trends.parse_since("yesterday", datetime(2026, 1, 5, tzinfo=UTC))
+        parse_since("yesterday", datetime(2026, 1, 5, tzinfo=UTC))
