@@ -283,6 +283,8 @@ def render(results: dict[str, Any]) -> str:
                 f"worker exit {checks.get('worker_exit_code')}",
             )
         )
+    if results.get("end_to_end_error"):
+        lines.append(f"  3. end to end FAILED: {results['end_to_end_error'][:160]}")
     phases = results.get("load_by_phase") or {}
     if phases:
         lines += ["", "machine load during each phase (others = processes outside the benchmark)"]
