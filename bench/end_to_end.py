@@ -170,7 +170,9 @@ def worker_metrics(worker: WorkerHarness) -> dict[str, float]:
     }
 
 
-def metrics_share(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict:
+def metrics_share(
+    before: dict[str, float], after: dict[str, float], wall_s: float
+) -> dict[str, float]:
     """Where the worker's time went between two /metrics scrapes."""
 
     def delta(name: str) -> float:
