@@ -51,9 +51,10 @@ def rate_spread(timings: Sequence[Timing]) -> list[float]:
     return [round(min(t.rate for t in timings), 1), round(max(t.rate for t in timings), 1)]
 
 
-@dataclass(frozen=True, slots=True)
-class SweepPoint:
-    batch_size: int
+class TimedRounds:
+    """Totals over a measurement's `rounds`, shared by the sweep and the naive baseline."""
+
+    __slots__ = ()
     rounds: list[Timing]
 
     @property
@@ -62,8 +63,14 @@ class SweepPoint:
 
     @property
     def items_per_s(self) -> float:
-        """The median over the rounds."""
+        """The median over the rounds, so one burst of other work cannot make or break it."""
         return median_rate(self.rounds)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPoint(TimedRounds):
+    batch_size: int
+    rounds: list[Timing]
 
     @property
     def batch_seconds(self) -> float:

@@ -27,7 +27,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from bench.ceiling import DEFAULT_ROUNDS, Timing, median_rate, rate_spread, slices
+from bench.ceiling import DEFAULT_ROUNDS, TimedRounds, Timing, rate_spread, slices
 from monitor.model.artifact import LoadedArtifact
 from monitor.model.network import mean_pool
 
@@ -92,18 +92,9 @@ def sentiment_pipeline(loaded: LoadedArtifact) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class NaiveResult:
+class NaiveResult(TimedRounds):
     rounds: list[Timing]
     labels: list[str]
-
-    @property
-    def items(self) -> int:
-        return sum(t.items for t in self.rounds)
-
-    @property
-    def items_per_s(self) -> float:
-        """The median over the rounds (as for the sweep)."""
-        return median_rate(self.rounds)
 
     def to_dict(self) -> dict[str, Any]:
         return {
