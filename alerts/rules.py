@@ -232,6 +232,9 @@ class AlertSettings(Section):
     """The validated `[alerts]` table."""
 
     enabled: bool = True
+    evaluate_every: Duration = timedelta(seconds=1)
+    """The worker judges the windows touched since its last evaluation at most this often
+    (0: after every stored batch). Detection is delayed by up to this much."""
     sample_headlines: int = Field(default=3, ge=0, le=20)
     """How many of the window's most bearish headlines a notification carries."""
     rules: list[RuleSettings] = Field(default_factory=lambda: list(DEFAULT_RULES))

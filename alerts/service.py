@@ -1,7 +1,8 @@
 """The facade the worker and replay call: evaluate, sweep, deliver.
 
     service = AlertService.from_settings(settings, engine)
-    service.evaluate(store_result.windows.keys(), now)  # after each stored batch
+    service.on_stored(store_result.windows.keys())      # after each stored batch (paced)
+    service.evaluate_due()                              # every `evaluate_every`
     service.sweep(now)                                  # every few seconds
     service.deliver_pending(now)                        # every few seconds
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from alerts.channels import Channel, build_channels
 from alerts.delivery import DeliveryStats, Dispatcher, RetryPolicy
 from alerts.detection import Status, assess, baseline_of
 from alerts.lifecycle import Decision, Kind, fingerprint, observe
+from alerts.pacing import EvaluationPacer
 from alerts.payload import figures_document, notification_document
 from alerts.rules import AlertSettings, RuleSettings
 from alerts.sources import read_windows, sample_headlines
@@ -55,10 +58,19 @@ class AlertEvent:
 
 class AlertService:
     def __init__(
-        self, settings: AlertSettings, engine: Engine, channels: Mapping[str, Channel]
+        self,
+        settings: AlertSettings,
+        engine: Engine,
+        channels: Mapping[str, Channel],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self._pacer: EvaluationPacer[WindowKey] = EvaluationPacer(
+            settings.evaluate_every.total_seconds()
+        )
+        self._monotonic = monotonic
         self._rules = {rule.name: rule for rule in settings.rules}
         self._rules_by_shape: dict[tuple[str, int], list[RuleSettings]] = defaultdict(list)
         for rule in settings.rules:
@@ -88,6 +100,36 @@ class AlertService:
                 )
         channels = build_channels(alert_settings, settings.resolve, environ)
         return cls(alert_settings, engine, channels)
+
+    def on_stored(self, touched: Iterable[WindowKey]) -> list[AlertEvent]:
+        """Note the windows a stored batch touched; evaluate everything pending if the last
+        evaluation is `evaluate_every` old (now, on the wall clock)."""
+        return self._evaluate_taken(self._pacer.add(touched, self._monotonic()))
+
+    @property
+    def windows_pending(self) -> int:
+        """Windows stored since the last evaluation, waiting for the next one."""
+        return self._pacer.pending
+
+    def evaluate_due(self, now: datetime | None = None) -> list[AlertEvent]:
+        """Evaluate pending windows if due: a timer's job, so that the last batches before a
+        lull are judged without waiting for the next batch."""
+        return self._evaluate_taken(self._pacer.take_due(self._monotonic()), now)
+
+    def evaluate_pending(self, now: datetime | None = None) -> list[AlertEvent]:
+        """Evaluate every pending window now, due or not (end of a replay, shutdown)."""
+        return self._evaluate_taken(self._pacer.take_all(self._monotonic()), now)
+
+    def _evaluate_taken(
+        self, keys: list[WindowKey], now: datetime | None = None
+    ) -> list[AlertEvent]:
+        if not keys:
+            return []
+        try:
+            return self.evaluate(keys, now or datetime.now(UTC))
+        except Exception:
+            self._pacer.give_back(keys)  # judged at the next hand-out instead
+            raise
 
     def evaluate(self, touched: Iterable[WindowKey], now: datetime) -> list[AlertEvent]:
         """Judge the windows a stored batch touched; store what fires or resolves.

@@ -74,13 +74,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--threads",
         type=int,
-        help="torch threads, every phase (default: config's model.threads or all CPUs)",
+        help="CPU threads, every phase (default: config's model.threads or all CPUs)",
+    )
+    p.add_argument(
+        "--cpu-parallelism",
+        choices=["split-batch", "intra-op"],
+        help="how finmon's classifier (ceiling and worker) uses them (default: config's); "
+        "the naive pipeline always uses torch's own intra-op threads",
     )
     p.add_argument("--model", type=Path, help="artifact directory (default: config's model.path)")
     p.add_argument(
         "--worker-batch-size",
-        default="best",
-        help="worker's max_batch_size: 'best' (from the sweep), 'config', or a number",
+        default="config",
+        help="worker's max_batch_size: 'config' (as deployed, default), 'best' (the "
+        "sweep's best size), or a number",
     )
     p.add_argument("--max-wait-ms", type=int, help="worker's max batch wait (default: config)")
     p.add_argument(
@@ -131,7 +138,7 @@ class Bench:
         self.load = load
         self.settings = load_settings()
         self.threads = args.threads or self.settings.model.threads or os.cpu_count() or 1
-        torch.set_num_threads(self.threads)  # process-wide: the same for every CPU phase
+        self.cpu_parallelism = args.cpu_parallelism or self.settings.model.cpu_parallelism
         self.model_path = args.model or self.settings.model_path
         self.progress = not args.no_progress
         self.workload = Workload.generate(args.items)
@@ -140,12 +147,14 @@ class Bench:
             device="cpu",
             threads=self.threads,
             max_batch_size=max(args.batch_sizes),
+            cpu_parallelism=self.cpu_parallelism,
         )
         self.cpu_sweep: Sweep | None = None
         self.ceiling_ips: float | None = None
         self.results: dict[str, Any] = {
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "threads": self.threads,
+            "cpu_parallelism": self.cpu_parallelism,
             "model": {
                 "path": str(self.model_path),
                 "version": self.classifier.model_version,
@@ -168,6 +177,7 @@ class Bench:
             naive = run_naive(
                 load_artifact(self.model_path),
                 self.workload.headlines[:n],
+                threads=self.threads,
                 progress=self.progress,
             )
         batched = self.classifier.classify(self.workload.inputs[:n])
@@ -200,6 +210,7 @@ class Bench:
             batch_size=size,
             max_wait_ms=self.args.max_wait_ms or self.settings.batching.max_wait_ms,
             threads=self.threads,
+            cpu_parallelism=self.cpu_parallelism,
             device="cpu",
             model_path=self.args.model,
             duration_s=self.args.duration,

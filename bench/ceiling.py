@@ -91,7 +91,7 @@ class SweepPoint(TimedRounds):
 @dataclass(frozen=True, slots=True)
 class Sweep:
     device: str
-    threads: int
+    parallelism: str
     points: list[SweepPoint]
 
     @property
@@ -104,7 +104,7 @@ class Sweep:
     def to_dict(self) -> dict[str, Any]:
         return {
             "device": self.device,
-            "threads": self.threads,
+            "parallelism": self.parallelism,
             "sweep": [p.to_dict() for p in self.points],
             "best": self.best.to_dict(),
         }
@@ -165,4 +165,4 @@ def sweep(
                 timings[size].append(Timing(len(part), time.perf_counter() - started))
                 bar.update()
     points = [SweepPoint(size, timings[size]) for size in batch_sizes]
-    return Sweep(device.type, torch.get_num_threads(), points)
+    return Sweep(device.type, classifier.parallelism, points)

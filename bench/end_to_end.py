@@ -13,12 +13,14 @@ Two phases against one worker, on a fresh topic set and consumer group (`WorkerH
    needs no polling. `received_at` (when the worker started the item's batch) splits it into
    waiting for a batch and processing it.
 
-The worker's peak RSS is its kernel high-water mark (VmHWM) read just before it is stopped,
-and its /metrics give the share of batch time spent in inference.
+The worker's peak RSS is the kernel high-water mark (VmHWM) of the worker and of every process
+it started (the inference process), summed, read just before it is stopped: an upper bound of
+the pair's peak. Its /metrics give the share of batch time spent in inference.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
@@ -64,6 +66,7 @@ class EndToEndConfig:
     batch_size: int
     max_wait_ms: int
     threads: int
+    cpu_parallelism: str
     device: str
     model_path: Path | None
     duration_s: float
@@ -205,6 +208,23 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
+def process_tree(process: psutil.Process) -> list[psutil.Process]:
+    """`process` and every process it started (the worker's inference process)."""
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return [process]
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Current RSS of `process` and its descendants, in bytes."""
+    total = 0
+    for member in process_tree(process):
+        with contextlib.suppress(psutil.Error):
+            total += member.memory_info().rss
+    return total
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -238,6 +258,7 @@ class EndToEnd:
             "FINMON_BATCHING__MAX_BATCH_SIZE": str(config.batch_size),
             "FINMON_BATCHING__MAX_WAIT_MS": str(config.max_wait_ms),
             "FINMON_MODEL__THREADS": str(config.threads),
+            "FINMON_MODEL__CPU_PARALLELISM": config.cpu_parallelism,
             "FINMON_MODEL__DEVICE": config.device,
         }
         if config.model_path is not None:
@@ -259,12 +280,7 @@ class EndToEnd:
         return stored_count(self.engine)
 
     def _sample(self) -> Sample:
-        rss = 0
-        if self.process is not None:
-            try:
-                rss = self.process.memory_info().rss
-            except psutil.Error:
-                rss = 0
+        rss = tree_rss(self.process) if self.process is not None else 0
         sample = Sample(time.monotonic(), self._stored(), rss)
         self.samples.append(sample)
         return sample
@@ -303,6 +319,7 @@ class EndToEnd:
                 "batch_size": cfg.batch_size,
                 "max_wait_ms": cfg.max_wait_ms,
                 "threads": cfg.threads,
+                "cpu_parallelism": cfg.cpu_parallelism,
                 "device": cfg.device,
                 "duration_s": cfg.duration_s,
                 "warmup_s": cfg.warmup_s,
@@ -456,9 +473,10 @@ class EndToEnd:
     def _finish(self, result: EndToEndResult) -> None:
         """Peak memory, the exactly-once window check, and a clean stop."""
         assert self.engine is not None and self.worker.process is not None
-        pid = self.worker.process.pid
+        tree = process_tree(psutil.Process(self.worker.process.pid))
         result.memory = {
-            "worker_peak_rss_bytes": peak_rss(pid),
+            "worker_peak_rss_bytes": sum(peak_rss(p.pid) for p in tree),
+            "worker_peak_rss_by_process": {str(p.pid): peak_rss(p.pid) for p in tree},
             "worker_max_sampled_rss_bytes": max((s.rss for s in self.samples), default=0),
         }
         stored = self._stored()

@@ -109,12 +109,32 @@ def run_naive(
     loaded: LoadedArtifact,
     headlines: list[str],
     *,
+    threads: int,
     rounds: int = DEFAULT_ROUNDS,
     warmup: int = 8,
     progress: bool = True,
 ) -> NaiveResult:
-    """Time one pipeline call per headline (after `warmup` untimed calls), in `rounds` slices."""
-    pipe = sentiment_pipeline(loaded)
+    """Time one pipeline call per headline (after `warmup` untimed calls), in `rounds` slices.
+
+    The pipeline runs with `threads` torch threads, the way it is commonly run (torch's own
+    intra-op parallelism); the process-wide setting is restored afterwards, since finmon's
+    classifier may have set its own."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _timed(sentiment_pipeline(loaded), loaded, headlines, rounds, warmup, progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _timed(
+    pipe: Any,
+    loaded: LoadedArtifact,
+    headlines: list[str],
+    rounds: int,
+    warmup: int,
+    progress: bool,
+) -> NaiveResult:
     call = {"truncation": True, "max_length": loaded.max_length}
     for text in headlines[:warmup]:
         pipe(text, **call)

@@ -190,7 +190,7 @@ def render(results: dict[str, Any]) -> str:
     env = results["environment"]
     lines = [
         f"finmon benchmark — {env['at']} on {env['cpus']} CPUs ({env['cpu']}), "
-        f"torch {env['torch']}, {results['threads']} threads",
+        f"torch {env['torch']}, {results['threads']} threads ({results['cpu_parallelism']})",
         f"  load average at start {env['load_avg']}; model {results['model']['version']}"
         f" (max_length {results['model']['max_length']})",
         f"  headlines: {results['workload']['items']} from monitor.sample, tokens "
@@ -273,7 +273,14 @@ def render(results: dict[str, Any]) -> str:
             )
         rss = e2e["memory"].get("worker_peak_rss_bytes")
         if rss:
-            lines.append(_row("4. worker peak RSS (VmHWM)", f"{rss / 1e6:.0f} MB"))
+            processes = len(e2e["memory"].get("worker_peak_rss_by_process", {})) or 1
+            lines.append(
+                _row(
+                    "4. worker peak RSS (VmHWM)",
+                    f"{rss / 1e6:.0f} MB",
+                    f"sum over {processes} process(es): worker + inference",
+                )
+            )
         checks = e2e["checks"]
         lines.append(
             _row(
@@ -320,7 +327,7 @@ def plot_sweeps(path: Path, sweeps: list[dict[str, Any]], naive: dict[str, Any] 
             sizes,
             [p["items_per_s"] for p in sweep["sweep"]],
             marker="o",
-            label=f"batched classifier ({sweep['device']}, {sweep['threads']} threads)",
+            label=f"batched classifier ({sweep['parallelism']})",
         )
     if naive:
         ax.axhline(naive["items_per_s"], color="grey", linestyle="--", label="naive pipeline")

@@ -1,5 +1,4 @@
-"""`python -m monitor` is `finmon`."""
-
 from monitor.cli import main
 
-main()
+if __name__ == "__main__":  # guarded: the inference process (spawn) imports this module
+    main()

@@ -42,7 +42,7 @@ def worker(config_path: Path | None) -> None:
     setup_logging(settings)
     migrate = settings.database_url.startswith("sqlite")
     try:
-        runtime = build_runtime(settings, migrate=migrate)
+        runtime = build_runtime(settings, migrate=migrate, own_process=settings.model.own_process)
     except SQLAlchemyError as exc:
         reason = RedactSecrets(settings.secret_values()).redact(str(exc.orig or exc))
         click.echo(f"finmon: database unreachable: {reason.strip()}", err=True)

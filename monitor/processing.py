@@ -1,7 +1,8 @@
 """One batch through finmon: decode, classify, store. Shared by `finmon worker` and `replay`.
 
-Synchronous on purpose: the worker runs `process` in an executor thread, so neither model
-inference nor SQL ever blocks the Faust event loop, and replay simply calls it.
+Two synchronous steps, `prepare` (decode + classify) and `persist` (one transaction): the
+worker runs each in an executor thread, so neither model inference nor SQL ever blocks the
+Faust event loop, and classifies batch k+1 while batch k is stored; replay calls `process`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -31,6 +33,11 @@ class BatchOutcome:
     repeated_in_batch: int = 0
     """Messages whose id already appeared earlier in the same batch."""
 
+    def merged(self, other: BatchOutcome) -> BatchOutcome:
+        """`self` with `other` added (for `isolating`)."""
+        self.merge(other)
+        return self
+
     def merge(self, other: BatchOutcome) -> None:
         """Add `other` (a part of the same batch) into this outcome."""
         self.stored.inserted += other.stored.inserted
@@ -46,6 +53,65 @@ class BatchOutcome:
         """Everything published to the output topic: new and redelivered items alike, so a
         crash between storing and publishing is repaired by the redelivery."""
         return self.stored.inserted + self.stored.duplicates
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch decoded and classified, not stored yet: the worker classifies the next batch
+    while this one is being stored."""
+
+    now: datetime
+    outcome: BatchOutcome = field(default_factory=BatchOutcome)
+    """Dead letters and in-batch repeats found so far."""
+    classified: list[tuple[ClassifiedItem, RawMessage]] = field(default_factory=list)
+
+    def merge(self, other: PreparedBatch) -> PreparedBatch:
+        """Add `other` (a later part of the same batch); an id seen in an earlier part is a
+        repeat, as if the batch had not been split."""
+        self.outcome.merge(other.outcome)
+        seen = {c.item.id for c, _ in self.classified}
+        for pair in other.classified:
+            if pair[0].item.id in seen:
+                self.outcome.repeated_in_batch += 1
+            else:
+                self.classified.append(pair)
+        return self
+
+
+def _dead_letter(message: RawMessage, exc: Exception) -> DeadLetter:
+    log.exception("message dead-lettered: processing failed")
+    return DeadLetter(
+        message.value, f"processing failed: {type(exc).__name__}: {exc}"[:500], message.origin
+    )
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def isolating(
+    parts: Sequence[T],
+    run: Callable[[Sequence[T]], R],
+    merge: Callable[[R, R], R],
+    give_up: Callable[[T, Exception], R],
+) -> R:
+    """`run(parts)`; if it raises anything but a database error, split `parts` in halves and
+    retry each, down to the single parts that fail, which `give_up` turns into a result.
+
+    A poison message (a classifier bug on one odd input, say) must neither stall the stream
+    nor lose the rest of its batch. A database error is raised as is: nothing was stored
+    and the caller retries the whole batch."""
+    try:
+        return run(parts)
+    except SQLAlchemyError:
+        raise
+    except Exception as exc:
+        if len(parts) == 1:
+            return give_up(parts[0], exc)
+        log.warning("batch of %d failed (%s); isolating the cause", len(parts), exc)
+        middle = len(parts) // 2
+        first = isolating(parts[:middle], run, merge, give_up)
+        return merge(first, isolating(parts[middle:], run, merge, give_up))
 
 
 class BatchProcessor:
@@ -65,37 +131,48 @@ class BatchProcessor:
 
     def process(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Process a batch. Raises only if the database fails, in which case nothing was
-        stored and the caller must retry the same batch (offsets are not committed).
+        stored and the caller must retry the same batch (offsets are not committed)."""
+        return self.persist(self.prepare(messages))
 
-        Any other error (a classifier bug on one odd input, say) must not stall the stream
-        nor lose the batch: the batch is split and retried until the failing messages are
-        isolated, and those go to the dead letters with the error as the reason."""
-        try:
-            return self._process(messages)
-        except SQLAlchemyError:
-            raise
-        except Exception as exc:
-            if len(messages) == 1:
-                log.exception("message dead-lettered: processing failed")
-                reason = f"processing failed: {type(exc).__name__}: {exc}"[:500]
-                return BatchOutcome(
-                    dead_letters=[DeadLetter(messages[0].value, reason, messages[0].origin)]
-                )
-            log.warning("batch of %d failed (%s); isolating the cause", len(messages), exc)
-            middle = len(messages) // 2
-            outcome = self.process(messages[:middle])
-            outcome.merge(self.process(messages[middle:]))
-            return outcome
-
-    def _process(self, messages: Sequence[RawMessage]) -> BatchOutcome:
-        outcome = BatchOutcome()
+    def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
+        """Decode and classify; no database work. Never raises: a message the classifier
+        fails on is isolated and dead-lettered with the error as the reason."""
         now = self.clock()
+        return isolating(
+            messages,
+            lambda part: self._prepare(part, now),
+            PreparedBatch.merge,
+            lambda message, exc: PreparedBatch(
+                now, BatchOutcome(dead_letters=[_dead_letter(message, exc)])
+            ),
+        )
+
+    def persist(self, prepared: PreparedBatch) -> BatchOutcome:
+        """Store a prepared batch in one transaction (per part, if a poison item has to be
+        isolated). Raises only database errors, after which nothing was stored; `prepared`
+        is left as it was, so the caller can retry it."""
+        outcome = BatchOutcome().merged(prepared.outcome)
+        if prepared.classified:
+            outcome.merge(
+                isolating(
+                    prepared.classified,
+                    lambda part: BatchOutcome(
+                        stored=self.store.store([c for c, _ in part], now=prepared.now)
+                    ),
+                    BatchOutcome.merged,
+                    lambda pair, exc: BatchOutcome(dead_letters=[_dead_letter(pair[1], exc)]),
+                )
+            )
+        return outcome
+
+    def _prepare(self, messages: Sequence[RawMessage], now: datetime) -> PreparedBatch:
+        prepared = PreparedBatch(now)
         items: dict[str, tuple[NewsItem, RawMessage]] = {}
         for message in messages:
             decoded = decode_news(message.value, now=now, policy=self.policy)
             if isinstance(decoded, NewsItem):
                 if decoded.id in items:
-                    outcome.repeated_in_batch += 1
+                    prepared.outcome.repeated_in_batch += 1
                     if items[decoded.id][0].content_hash != decoded.content_hash:
                         log.warning(
                             "duplicate id with different content in one batch ignored "
@@ -105,13 +182,14 @@ class BatchProcessor:
                 else:
                     items[decoded.id] = (decoded, message)
             else:
-                outcome.dead_letters.append(DeadLetter(decoded.raw, decoded.reason, message.origin))
+                prepared.outcome.dead_letters.append(
+                    DeadLetter(decoded.raw, decoded.reason, message.origin)
+                )
         if items:
             pairs = list(items.values())
             verdicts = self.classifier.classify([ModelInput(i.headline, i.body) for i, _ in pairs])
-            classified = [
-                ClassifiedItem(item, verdict, msg.origin)
+            prepared.classified = [
+                (ClassifiedItem(item, verdict, msg.origin), msg)
                 for (item, msg), verdict in zip(pairs, verdicts, strict=True)
             ]
-            outcome.stored = self.store.store(classified, now=now)
-        return outcome
+        return prepared

@@ -93,6 +93,7 @@ def replay(runtime: Runtime, path: Path, *, progress: bool = True) -> ReplaySumm
             dlq.close()
     summary.windows_written = len(windows)
     if runtime.alerts is not None:
+        runtime.alerts.evaluate_pending()  # rules are paced: judge what the last batches wrote
         runtime.alerts.sweep(datetime.now(UTC))  # resolve episodes that ended in the file
         summary.alerts = runtime.alerts.deliver_pending_until_idle()
     return summary

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
@@ -20,7 +19,7 @@ from monitor.db.engine import make_engine, upgrade
 from monitor.db.store import NewsStore
 from monitor.model.interface import Classifier
 from monitor.pipeline_types import RawMessage
-from monitor.processing import BatchOutcome, BatchProcessor
+from monitor.processing import BatchOutcome, BatchProcessor, PreparedBatch
 from monitor.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,17 +39,25 @@ def ingest_policy(settings: Settings) -> IngestPolicy:
     )
 
 
-def load_classifier(settings: Settings) -> Classifier:
-    """The configured adapted model, loaded once (it is the slow part of start-up)."""
+def load_classifier(settings: Settings, *, own_process: bool = False) -> Classifier:
+    """The configured adapted model, loaded once (it is the slow part of start-up); in a
+    process of its own with `own_process` (the worker's default, `model.own_process`)."""
+    model = settings.model
+    options = {
+        "path": settings.model_path,
+        "base_dir": settings.resolve(model.base_path) if model.base_path else None,
+        "device": model.device,
+        "threads": model.threads,
+        "cpu_parallelism": model.cpu_parallelism,
+        "max_batch_size": settings.batching.max_batch_size,
+    }
+    if own_process:
+        from monitor.model.process import ProcessClassifier
+
+        return ProcessClassifier(**options)
     from monitor.model.batched import load_classifier as load
 
-    return load(
-        settings.model_path,
-        base_dir=settings.resolve(settings.model.base_path) if settings.model.base_path else None,
-        device=settings.model.device,
-        threads=settings.model.threads,
-        max_batch_size=settings.batching.max_batch_size,
-    )
+    return load(**options)
 
 
 @dataclass(slots=True)
@@ -76,19 +83,34 @@ class Runtime:
         self.processor = BatchProcessor(classifier, self.store, ingest_policy(settings))
         self.alerts = alerts
 
+    def close(self) -> None:
+        """Release the pooled connections and stop an inference process, if any."""
+        self.engine.dispose()
+        close = getattr(self.classifier, "close", None)
+        if close is not None:
+            close()
+
     def handle(self, messages: Sequence[RawMessage]) -> HandledBatch:
-        """Process one batch, then evaluate alert rules on the windows it touched."""
-        outcome = self.processor.process(messages)
-        handled = HandledBatch(outcome)
-        if self.alerts is not None and outcome.stored.windows:
+        """Process one batch: `commit(prepare(messages))`."""
+        return self.commit(self.prepare(messages))
+
+    def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
+        """Decode and classify a batch (no database work; never raises)."""
+        return self.processor.prepare(messages)
+
+    def commit(self, prepared: PreparedBatch) -> HandledBatch:
+        """Store a prepared batch, then hand the windows it touched to the alert rules,
+        which judge them at most every `alerts.evaluate_every`. Raises only database
+        errors; the caller retries the same batch, and stored rows are not counted twice."""
+        handled = HandledBatch(self.processor.persist(prepared))
+        windows = handled.outcome.stored.windows
+        if self.alerts is not None and windows:
             try:
-                handled.alert_events = self.alerts.evaluate(
-                    outcome.stored.windows.keys(), datetime.now(UTC)
-                )
+                handled.alert_events = self.alerts.on_stored(windows.keys())
             except SQLAlchemyError:
-                raise  # the caller retries the batch: stored rows are not counted twice
+                raise
             except Exception:
-                # the batch is stored; the next update of these windows evaluates them again
+                # the batch is stored and the windows stay pending: judged at the next turn
                 log.exception("alert evaluation failed for a stored batch")
         return handled
 
@@ -99,8 +121,10 @@ def build_runtime(
     classifier: Classifier | None = None,
     migrate: bool = False,
     with_alerts: bool = True,
+    own_process: bool = False,
 ) -> Runtime:
-    """Build the runtime; `migrate=True` applies migrations first (the embedded default)."""
+    """Build the runtime; `migrate=True` applies migrations first (the embedded default);
+    `own_process` loads the model in a process of its own (see `load_classifier`)."""
     url = settings.database_url
     if migrate:
         upgrade(url)
@@ -112,4 +136,5 @@ def build_runtime(
         from alerts.service import AlertService
 
         alert_service = AlertService.from_settings(settings, engine)
-    return Runtime(settings, engine, classifier or load_classifier(settings), alert_service)
+    classifier = classifier or load_classifier(settings, own_process=own_process)
+    return Runtime(settings, engine, classifier, alert_service)

@@ -104,6 +104,13 @@ class ModelSettings(Section):
     """A local Hugging Face encoder directory; default: the one the artifact names."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, ge=1)
+    """CPU threads for inference; default: all CPUs."""
+    own_process: bool = True
+    """The worker runs the model in a process of its own, so inference never waits for the
+    GIL behind Kafka and SQL work (replay, which does one thing at a time, does not)."""
+    cpu_parallelism: Literal["split-batch", "intra-op"] = "split-batch"
+    """How those threads share a batch on the CPU: each runs a slice of it single-threaded
+    (robust when the worker's other work shares the cores), or torch splits every op."""
 
 
 class IngestSettings(Section):

@@ -1,17 +1,23 @@
 """The Faust app: one agent that wires Kafka to the shared `Runtime`.
 
-The agent only moves data: it takes a batch of raw events, hands it to `Runtime.handle` in an
-executor thread (model inference and SQL never run on the event loop), publishes dead letters
-and classified items, and only then acks the events, so offsets are committed only for
-messages whose rows are stored (or that were dead-lettered). A storage failure is retried
-with backoff and the batch is never acked meanwhile: the worker pauses, it does not crash-loop
-and it does not skip.
+The agent only moves data. Each batch of raw events becomes a task that classifies it
+(`Runtime.prepare`) on the classify thread, waits for the previous batch's task, stores it
+(`Runtime.commit`) on the store thread, publishes dead letters and classified items, and
+only then acks the events: offsets are committed only for messages whose rows are stored
+(or that were dead-lettered), in order. Model inference and SQL never run on the event loop.
+
+Two batches are in flight at most: batch k+1 is classified while batch k is stored and
+published, and `take` keeps buffering (its max-wait timer running) meanwhile, instead of
+everything waiting for one batch at a time (docs/performance.md). A storage failure is
+retried with backoff and the batch is never acked meanwhile: the worker pauses, it does not
+crash-loop and it does not skip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -19,6 +25,7 @@ import faust
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.pipeline_types import Origin, RawMessage
+from monitor.processing import PreparedBatch
 from monitor.runtime import HandledBatch, Runtime
 from pipelines.kafka_security import faust_credentials
 from pipelines.web import register_health_views
@@ -26,6 +33,7 @@ from pipelines.web import register_health_views
 log = logging.getLogger(__name__)
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 15.0
+MAX_BATCHES_IN_FLIGHT = 2
 
 
 def _raw_message(event: faust.types.EventT) -> RawMessage:
@@ -64,21 +72,22 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
     raw_topic = app.topic(kafka.input_topic, value_serializer="raw", key_serializer="raw")
     out_topic = app.topic(kafka.output_topic, value_serializer="raw", key_serializer="raw")
     dlq_topic = app.topic(kafka.dead_letter_topic, value_serializer="raw", key_serializer="raw")
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finmon-batch")
+    classify_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finmon-classify")
+    store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finmon-store")
     max_batch = settings.batching.max_batch_size
     max_wait = settings.batching.max_wait_ms / 1000
 
-    async def handle_until_stored(messages: list[RawMessage]) -> HandledBatch:
+    async def commit_until_stored(prepared: PreparedBatch, size: int) -> HandledBatch:
         delay = RETRY_INITIAL_S
         loop = asyncio.get_running_loop()
         while True:
             try:
-                return await loop.run_in_executor(executor, runtime.handle, messages)
+                return await loop.run_in_executor(store_thread, runtime.commit, prepared)
             except SQLAlchemyError as exc:
                 hooks.on_storage_error(exc)
                 log.warning(
                     "storing a batch of %d failed (%s); retrying in %.1fs, offsets held",
-                    len(messages),
+                    size,
                     type(exc).__name__,
                     delay,
                 )
@@ -93,20 +102,39 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
             await out_topic.send(key=item.item.id.encode(), value=item.to_json())
         await app.producer.flush()
 
+    async def run_batch(
+        stream: faust.StreamT, events: list[faust.types.EventT], previous: asyncio.Task | None
+    ) -> None:
+        messages = [_raw_message(e) for e in events]
+        started = datetime.now(UTC)
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(classify_thread, runtime.prepare, messages)
+        if previous is not None:
+            await previous  # batches are stored, published and acked in order
+        handled = await commit_until_stored(prepared, len(messages))
+        await publish(handled)
+        for event in events:
+            await stream.ack(event)
+        hooks.on_batch(messages, handled, started)
+
     @app.agent(raw_topic, name="classify-news")
     async def classify_news(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(max_batch, within=max_wait):
-            messages = [_raw_message(e) for e in events]
-            started = datetime.now(UTC)
-            handled = await handle_until_stored(messages)
-            await publish(handled)
-            for event in events:
-                await stream.ack(event)
-            hooks.on_batch(messages, handled, started)
+        in_flight: deque[asyncio.Task] = deque()
+        try:
+            async for events in stream.noack_take(max_batch, within=max_wait):
+                previous = in_flight[-1] if in_flight else None
+                in_flight.append(asyncio.create_task(run_batch(stream, list(events), previous)))
+                # collect finished batches (raising their errors); wait while too many run
+                while in_flight and (
+                    in_flight[0].done() or len(in_flight) >= MAX_BATCHES_IN_FLIGHT
+                ):
+                    await in_flight.popleft()
+        finally:
+            for task in in_flight:  # unacked: redelivered after a restart, stored once
+                task.cancel()
 
     register_health_views(app, runtime)
     app.finmon_runtime = runtime  # type: ignore[attr-defined]
-    app.finmon_executor = executor  # type: ignore[attr-defined]
     return app
 
 

@@ -76,6 +76,15 @@ def build_scheduler(
         jobs.append(
             ("alert-delivery", alerts.deliver_pending, DELIVERY_EVERY_S, metrics.record_deliveries)
         )
+        # judges the windows the last batches before a lull wrote (batches hand theirs over)
+        jobs.append(
+            (
+                "alert-evaluation",
+                alerts.evaluate_due,
+                max(alerts.settings.evaluate_every.total_seconds(), 0.5),
+                metrics.record_alert_events,
+            )
+        )
         jobs.append(("alert-sweep", alerts.sweep, SWEEP_EVERY_S, metrics.record_alert_events))
     scheduler = BackgroundScheduler(timezone=UTC)
     for name, job, seconds, record in jobs:

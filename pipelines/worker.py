@@ -50,5 +50,5 @@ def run_worker(
     )
     try:
         worker.execute_from_commandline()
-    finally:  # Faust has stopped the agent and the jobs: close the pooled connections
-        runtime.engine.dispose()
+    finally:  # Faust has stopped the agent and the jobs: close connections, the model process
+        runtime.close()

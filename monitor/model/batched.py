@@ -7,24 +7,46 @@ into chunks of ``max_batch_size`` to cut padding, and results come back in input
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from monitor.model.artifact import DEFAULT_ARTIFACT, LoadedArtifact, load_artifact
-from monitor.model.encoding import Features, encode_item
+from monitor.model.encoding import Features, encode_item, token_balanced_slices
 from monitor.model.inference import predict_probs
 from monitor.model.interface import SENTIMENT_LABELS, Classification, ModelInput
 from monitor.model.text import normalise_text
 
+CpuParallelism = Literal["split-batch", "intra-op"]
+MIN_ITEMS_PER_SLICE = 4
+
 
 class BatchedClassifier:
-    """Topic + sentiment for batches of :class:`ModelInput`."""
+    """Topic + sentiment for batches of :class:`ModelInput`.
 
-    def __init__(self, loaded: LoadedArtifact, *, device: torch.device, max_batch_size: int):
+    With ``cpu_workers`` > 1 each batch is cut into that many token-balanced slices run at
+    once by single-threaded workers (torch runs one thread per op). For a small encoder on
+    short texts this matches torch's own multi-threaded ops when the CPU is idle, and it
+    keeps its speed when the CPU is shared: a multi-threaded op waits at a barrier for its
+    slowest thread, so one core taken by the worker's SQL, Kafka or PostgreSQL stalls every
+    op (measured on 2 cores: 116 vs 284 items/s beside a process using a quarter of a core;
+    docs/performance.md).
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedArtifact,
+        *,
+        device: torch.device,
+        max_batch_size: int,
+        cpu_workers: int = 1,
+    ):
         if tuple(loaded.label_names["sentiment"]) != SENTIMENT_LABELS:
             raise ValueError(
                 f"sentiment labels {loaded.label_names['sentiment']} differ from the "
@@ -36,10 +58,25 @@ class BatchedClassifier:
         self._pad_id = int(loaded.tokenizer.pad_token_id)
         self._bullish = SENTIMENT_LABELS.index("bullish")
         self._bearish = SENTIMENT_LABELS.index("bearish")
+        self._cpu_workers = cpu_workers if device.type == "cpu" else 1
+        self._pool = (
+            ThreadPoolExecutor(self._cpu_workers - 1, thread_name_prefix="finmon-infer")
+            if self._cpu_workers > 1
+            else None
+        )
 
     @property
     def model_version(self) -> str:
         return self._loaded.version
+
+    @property
+    def parallelism(self) -> str:
+        """How a batch uses the hardware, for reports: device and CPU threads."""
+        if self._device.type != "cpu":
+            return self._device.type
+        if self._cpu_workers > 1:
+            return f"{self._cpu_workers} threads, split-batch"
+        return f"{torch.get_num_threads()} threads, intra-op"
 
     @property
     def label_names(self) -> dict[str, list[str]]:
@@ -73,9 +110,25 @@ class BatchedClassifier:
         """Class probabilities per task (columns in ``label_names`` order), input order."""
         if not inputs:
             return {task: np.zeros((0, len(n))) for task, n in self.label_names.items()}
+        encoded = self.encode(inputs)
+        slices = token_balanced_slices(
+            [len(f["input_ids"]) for f in encoded], self._cpu_workers, MIN_ITEMS_PER_SLICE
+        )
+        if self._pool is None or len(slices) == 1:
+            return self._predict(encoded)
+        # the calling thread runs the first slice while the pool runs the others
+        pending = [self._pool.submit(self._predict, [encoded[i] for i in s]) for s in slices[1:]]
+        parts = [self._predict([encoded[i] for i in slices[0]])] + [f.result() for f in pending]
+        probs = {t: np.empty((len(encoded), p.shape[1]), p.dtype) for t, p in parts[0].items()}
+        for indices, part in zip(slices, parts, strict=True):
+            for task, values in part.items():
+                probs[task][indices] = values
+        return probs
+
+    def _predict(self, encoded: Sequence[Features]) -> dict[str, np.ndarray]:
         return predict_probs(
             self._loaded.model,
-            self.encode(inputs),
+            encoded,
             pad_id=self._pad_id,
             batch_size=self._max_batch_size,
             device=self._device,
@@ -116,17 +169,27 @@ def load_classifier(
     threads: int | None = None,
     max_batch_size: int = 64,
     base_dir: str | Path | None = None,
+    cpu_parallelism: CpuParallelism = "split-batch",
 ) -> BatchedClassifier:
     """Load an artifact (the committed ``models/finmon-minilm-v1`` by default) for serving.
 
-    ``threads`` sets torch's CPU thread count (process-wide). There is deliberately no
-    int8 option: dynamic int8 cost 0.8 points of topic accuracy (see the model card).
+    ``threads`` is the CPU threads inference uses (default: all CPUs). With
+    ``split-batch`` they are single-threaded workers each running a slice of the batch;
+    with ``intra-op`` torch parallelises each op over them. Either way this sets torch's
+    process-wide thread count. There is deliberately no int8 option: dynamic int8 cost
+    0.8 points of topic accuracy (see the model card).
     """
-    if threads:
-        torch.set_num_threads(threads)
+    threads = threads or os.cpu_count() or 1
     target = resolve_device(device)
+    split = cpu_parallelism == "split-batch" and target.type == "cpu"
+    torch.set_num_threads(1 if split else threads)
     loaded = load_artifact(
         Path(path) if path else DEFAULT_ARTIFACT, Path(base_dir) if base_dir else None
     )
     loaded.model.to(target)
-    return BatchedClassifier(loaded, device=target, max_batch_size=max_batch_size)
+    return BatchedClassifier(
+        loaded,
+        device=target,
+        max_batch_size=max_batch_size,
+        cpu_workers=threads if split else 1,
+    )

@@ -46,6 +46,27 @@ def pad_batch(items: Sequence[Features], pad_id: int) -> dict[str, torch.Tensor]
     }
 
 
+def token_balanced_slices(lengths: Sequence[int], parts: int, min_items: int) -> list[list[int]]:
+    """One batch's work for ``parts`` single-threaded workers: the indices, length-sorted
+    (so each slice pads little), cut into consecutive slices of similar total length.
+
+    Fewer slices when the batch is small: never more than one per ``min_items`` items,
+    since a tiny slice costs a thread hand-off for almost no work."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    parts = max(1, min(parts, len(order) // max(min_items, 1)))
+    total = sum(lengths)
+    slices: list[list[int]] = [[] for _ in range(parts)]
+    done = 0
+    for position, index in enumerate(order):
+        remaining_items = len(order) - position
+        # the slice this item's midpoint falls in, kept so every later slice can still fill
+        part = min(parts - 1, (done + lengths[index] / 2) * parts // total) if total else 0
+        part = max(part, parts - remaining_items)
+        slices[int(part)].append(index)
+        done += lengths[index]
+    return [s for s in slices if s]
+
+
 def length_sorted_chunks(items: Sequence[Features], size: int) -> list[list[int]]:
     """Indices of ``items`` in chunks of similar length, so little padding is computed."""
     order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))

@@ -333,3 +333,30 @@ def test_cli_lists_alerts_with_their_delivery_status(
     assert "no resolved alerts since" in resolved.output
     bad = runner.invoke(alerts_command, ["-c", str(config), "--since", "yesterday"])
     assert bad.exit_code == 2 and "neither a duration" in bad.output
+
+
+def test_paced_evaluation_judges_every_stored_window_at_most_once_a_second(
+    engine: Engine, tmp_path: Path, webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINMON_WEBHOOK_SECRET", SECRET)
+    clock = [100.0]
+    service = AlertService.from_settings(make_settings(tmp_path, webhook.url), engine)
+    paced = AlertService(service.settings, engine, {}, monotonic=lambda: clock[0])
+    feed = Feed(engine)
+    assert calm_hour(feed, service, T0) == []
+    burst_at = T0 + 12 * FIVE
+
+    first = feed.add(burst_at, ["bearish"] * 8, score=-0.6)
+    [fired] = paced.on_stored(first.windows.keys())  # the first batch is judged at once
+    assert fired.kind is Kind.FIRING and paced.windows_pending == 0
+    clock[0] += 0.3
+    second = feed.add(burst_at + timedelta(minutes=6), ["neutral"] * 5)  # the next window
+    assert paced.on_stored(second.windows.keys()) == [] and paced.windows_pending > 0
+    clock[0] += 0.5
+    assert paced.evaluate_due() == [] and paced.windows_pending > 0  # not due yet
+    clock[0] += 0.3
+    paced.evaluate_due()  # due: the windows of the second batch are judged now
+    assert paced.windows_pending == 0
+    with engine.connect() as conn:
+        alert = conn.execute(select(AlertRow.__table__)).one()
+    assert alert.state == "resolved"  # the quiet window was judged (long closed: resolves)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from monitor.contract import IngestPolicy
 from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow
@@ -148,3 +149,61 @@ def test_a_failing_item_is_isolated_and_dead_lettered(engine: Engine) -> None:
     ]
     assert outcome.dead_letters[0].raw == batch[3].value
     assert sum(t for t, _ in window_totals(engine).values()) == 12  # 6 items x (5m + 1h)
+
+
+class StoreFailsOn(NewsStore):
+    """A store with a (non-database) bug on one item: the item is isolated the same way."""
+
+    def store(self, items, *, now=None):  # type: ignore[no-untyped-def]
+        if any(i.item.id == "bad" for i in items):
+            raise ValueError("store bug")
+        return super().store(items, now=now)
+
+
+def test_an_item_the_store_fails_on_is_isolated_and_dead_lettered(
+    engine: Engine, classifier: KeywordClassifier
+) -> None:
+    proc = BatchProcessor(classifier, StoreFailsOn(engine, SIZES), IngestPolicy(), lambda: NOW)
+    batch = [message(f"ok-{i}", f"$AAPL beats {i}", i) for i in range(5)]
+    batch.insert(2, message("bad", "fine headline", 2))
+    outcome = proc.process(batch)
+    assert sorted(i.item.id for i in outcome.stored.inserted) == [f"ok-{i}" for i in range(5)]
+    assert [(d.raw, d.reason) for d in outcome.dead_letters] == [
+        (batch[2].value, "processing failed: ValueError: store bug")
+    ]
+    assert sum(t for t, _ in window_totals(engine).values()) == 10
+
+
+def test_an_id_repeated_across_isolated_halves_is_still_one_repeat(engine: Engine) -> None:
+    batch = [message("same", "$AAPL beats", 1), message("bad", "poison", 2)]
+    batch += [message("same", "$AAPL beats", 1), message("other", "$AAPL rises", 3)]
+    outcome = processor(engine, FailsOn()).process(batch)
+    assert sorted(i.item.id for i in outcome.stored.inserted) == ["other", "same"]
+    assert outcome.repeated_in_batch == 1 and len(outcome.dead_letters) == 1
+    assert count(engine, NewsItemRow) == 2
+
+
+class StoreDownOnce(NewsStore):
+    """The database fails the first attempt: nothing stored, the caller retries."""
+
+    failures = 1
+
+    def store(self, items, *, now=None):  # type: ignore[no-untyped-def]
+        if self.failures:
+            self.failures -= 1
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        return super().store(items, now=now)
+
+
+def test_a_prepared_batch_can_be_persisted_again_after_a_database_error(
+    engine: Engine, classifier: KeywordClassifier
+) -> None:
+    proc = BatchProcessor(classifier, StoreDownOnce(engine, SIZES), IngestPolicy(), lambda: NOW)
+    messages = [message("a", "$AAPL plunge", 1), RawMessage(b"not json"), message("b", "Up", 2)]
+    prepared = proc.prepare(messages)
+    with pytest.raises(OperationalError):
+        proc.persist(prepared)
+    outcome = proc.persist(prepared)
+    assert sorted(i.item.id for i in outcome.stored.inserted) == ["a", "b"]
+    assert len(outcome.dead_letters) == 1  # once, not once per attempt
+    assert sum(t for t, _ in window_totals(engine).values()) == 4

@@ -14,5 +14,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "model"
 
 @pytest.fixture(scope="session")
 def real_model() -> BatchedClassifier:
-    """The committed artifact on CPU, small batches so chunking is exercised."""
-    return load_classifier(DEFAULT_ARTIFACT, device="cpu", max_batch_size=4)
+    """The committed artifact on CPU, small batches so chunking is exercised; one thread
+    (torch's intra-op), the reference the split-batch mode is compared with."""
+    return load_classifier(
+        DEFAULT_ARTIFACT, device="cpu", max_batch_size=4, threads=1, cpu_parallelism="intra-op"
+    )

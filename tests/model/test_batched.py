@@ -6,9 +6,14 @@ import re
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
+from monitor.model.artifact import DEFAULT_ARTIFACT, load_artifact
 from monitor.model.batched import BatchedClassifier
 from monitor.model.data import TOPIC_DATASET_LABELS
+from monitor.model.encoding import token_balanced_slices
 from monitor.model.interface import SENTIMENT_LABELS, Classifier, ModelInput
 
 LONG_BODY = "The company said revenue rose while costs were flat. " * 200
@@ -106,3 +111,39 @@ def test_url_only_differences_do_not_change_the_result(real_model: BatchedClassi
 
 def test_empty_input_list(real_model: BatchedClassifier) -> None:
     assert real_model.classify([]) == []
+
+
+@given(
+    st.lists(st.integers(1, 96), max_size=80),
+    st.integers(1, 6),
+    st.integers(1, 8),
+)
+def test_slices_partition_the_batch_in_length_order(
+    lengths: list[int], parts: int, min_items: int
+) -> None:
+    slices = token_balanced_slices(lengths, parts, min_items)
+    assert sorted(i for s in slices for i in s) == list(range(len(lengths)))
+    assert all(slices) and len(slices) <= max(1, min(parts, len(lengths) // min_items))
+    flat = [lengths[i] for s in slices for i in s]
+    assert flat == sorted(flat)  # each slice holds similar lengths: little padding
+    if slices:
+        fair = sum(lengths) / len(slices)
+        assert all(sum(lengths[i] for i in s) <= fair + max(lengths) for s in slices)
+
+
+def test_split_batch_gives_the_same_results_as_one_thread(real_model: BatchedClassifier) -> None:
+    split = BatchedClassifier(
+        load_artifact(DEFAULT_ARTIFACT),
+        device=torch.device("cpu"),
+        max_batch_size=4,
+        cpu_workers=3,
+    )
+    inputs = [ModelInput(f"Shares of company {i} " + "fall " * (i % 7)) for i in range(23)]
+    inputs[5] = ModelInput("Acme", LONG_BODY)
+    assert split.parallelism == "3 threads, split-batch"
+    ours, reference = split.predict_probs(inputs), real_model.predict_probs(inputs)
+    for task in ("topic", "sentiment"):
+        np.testing.assert_allclose(ours[task], reference[task], atol=1e-5)
+    assert [c.topic for c in split.classify(inputs)] == [
+        c.topic for c in real_model.classify(inputs)
+    ]
