@@ -227,6 +227,8 @@ class AlertService:
         decision = observe(
             alert.state if alert else None, assessment, window, now, rule.repeat_interval
         )
+        if alert is None and (decision.after is None or decision.notify is None):
+            return None  # the common case, a quiet key: nothing to store, no figures to build
         figures = figures_document(window, assessment.figures, rule.metric)
         if alert is not None:
             # The alert keeps the figures of its peak window, the one its severity reflects,
@@ -236,8 +238,6 @@ class AlertService:
             peak = figures["score"] >= alert.figures["score"]
             kept = figures if anomalous and newest and peak else alert.figures
             return self._advance(conn, alert, decision, kept, now, events)
-        if decision.after is None or decision.notify is None:
-            return None
         opened = outbox.open_alert(
             conn,
             fingerprint=fingerprint(rule.name, rule.dimension, window.key),

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -19,12 +20,12 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
-    Insert,
     String,
     Table,
     Text,
     bindparam,
     cast,
+    column,
     func,
     select,
 )
@@ -35,7 +36,6 @@ from monitor.pipeline_types import ClassifiedItem
 from monitor.windows import Observation, WindowCounts, WindowKey, aggregate
 
 log = logging.getLogger(__name__)
-_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -47,14 +47,6 @@ class StoreResult:
     conflicts: list[ClassifiedItem] = field(default_factory=list)
     """Duplicates whose content differs from the stored row (first write wins)."""
     windows: dict[WindowKey, WindowCounts] = field(default_factory=dict)
-
-
-def _insert_many(conn: Connection, table: Table, rows: list[dict[str, object]]) -> tuple[Any, Any]:
-    """An INSERT of `rows` for the connection's database, and its parameters: one statement
-    over arrays on PostgreSQL (`_insert_unnest`), an executemany on SQLite."""
-    if conn.dialect.name == "postgresql":
-        return _insert_unnest(table, rows)
-    return sqlite.insert(table), rows
 
 
 class NewsStore:
@@ -91,13 +83,9 @@ class NewsStore:
     def _insert_items(
         self, conn: Connection, items: Sequence[ClassifiedItem], now: datetime
     ) -> set[str]:
-        table = NewsItemRow.__table__
-        inserted: set[str] = set()
-        for start in range(0, len(items), _CHUNK):
-            rows = [_row(i, now) for i in items[start : start + _CHUNK]]
-            stmt, params = _insert_many(conn, table, rows)
-            stmt = stmt.on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
-            inserted.update(conn.scalars(stmt, params).all())
+        statements = _statements(conn.dialect.name)
+        rows = [_row(i, now) for i in items]
+        inserted = set(conn.scalars(statements.items, _params(conn, rows)).all())
         ticker_rows = [
             {"item_id": i.item.id, "ticker": t, "published_at": i.item.published_at}
             for i in items
@@ -105,7 +93,7 @@ class NewsStore:
             for t in i.item.tickers
         ]
         if ticker_rows:
-            conn.execute(NewsItemTickerRow.__table__.insert(), ticker_rows)
+            conn.execute(statements.tickers, _params(conn, ticker_rows))
         return inserted
 
     def _conflicts(
@@ -125,7 +113,6 @@ class NewsStore:
     ) -> None:
         if not deltas:
             return
-        table = TrendWindowRow.__table__
         rows = [
             {
                 "window_seconds": k.window_seconds,
@@ -142,53 +129,97 @@ class NewsStore:
                 "updated_at": now,
             }
             # sorted keys: concurrent workers lock rows in one order, so they cannot deadlock
-            for k, c in sorted(deltas.items())
+            for k, c in sorted(deltas.items(), key=_key_order)
         ]
-        stmt, params = _insert_many(conn, table, rows)
-        excluded = stmt.excluded
-        total = table.c.n_total + excluded.n_total
-        stmt = stmt.on_conflict_do_update(
+        conn.execute(_statements(conn.dialect.name).windows, _params(conn, rows))
+
+
+def _key_order(pair: tuple[WindowKey, WindowCounts]) -> tuple[int, datetime, str, str]:
+    key = pair[0]
+    return (key.window_seconds, key.window_start, key.dimension, key.key)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The store's three writes, built once per database kind: building a SQLAlchemy
+    statement costs more CPU than PostgreSQL spends running it (2-3 ms a batch)."""
+
+    items: Any
+    tickers: Any
+    windows: Any
+
+
+@cache
+def _statements(dialect: str) -> _Statements:
+    def insert(table: Table) -> Any:
+        return _insert_json_rowset(table) if dialect == "postgresql" else sqlite.insert(table)
+
+    items = NewsItemRow.__table__
+    windows = TrendWindowRow.__table__
+    upsert = insert(windows)
+    excluded = upsert.excluded
+    total = windows.c.n_total + excluded.n_total
+    return _Statements(
+        items=insert(items).on_conflict_do_nothing(index_elements=["id"]).returning(items.c.id),
+        tickers=insert(NewsItemTickerRow.__table__),
+        windows=upsert.on_conflict_do_update(
             index_elements=["window_seconds", "window_start", "dimension", "key"],
             set_={
-                "n_bearish": table.c.n_bearish + excluded.n_bearish,
-                "n_neutral": table.c.n_neutral + excluded.n_neutral,
-                "n_bullish": table.c.n_bullish + excluded.n_bullish,
+                "n_bearish": windows.c.n_bearish + excluded.n_bearish,
+                "n_neutral": windows.c.n_neutral + excluded.n_neutral,
+                "n_bullish": windows.c.n_bullish + excluded.n_bullish,
                 "n_total": total,
-                "score_sum": table.c.score_sum + excluded.score_sum,
-                "mean_score": (table.c.score_sum + excluded.score_sum) / total,
+                "score_sum": windows.c.score_sum + excluded.score_sum,
+                "mean_score": (windows.c.score_sum + excluded.score_sum) / total,
                 "updated_at": excluded.updated_at,
             },
-        )
-        conn.execute(stmt, params)
+        ),
+    )
 
 
-def _insert_unnest(table: Table, rows: list[dict[str, object]]) -> tuple[Insert, dict]:
-    """PostgreSQL: `INSERT INTO table SELECT ... FROM unnest(one array per column)`, and
-    its parameters (`rows`' values, every datetime already UTC-aware).
+def _params(conn: Connection, rows: list[dict[str, object]]) -> Any:
+    """Parameters for a `_statements` write: every row in one JSON document on PostgreSQL
+    (see `_insert_json_rowset`), the rows themselves (executemany) on SQLite."""
+    if conn.dialect.name == "postgresql":
+        return {"rows": json.dumps(rows, default=_json_value, allow_nan=False)}
+    return rows
 
-    Its SQL does not depend on the number of rows, so it is compiled and parsed once and
-    PostgreSQL prepares it; the multi-row VALUES list it replaces (one parameter per row and
-    column) was parsed again for every batch and cost a fifth of the store path
-    (docs/performance.md). JSON columns travel as text: an array of JSON lists cannot be
-    unnested into rows. Callers add the ON CONFLICT clause, the same as the SQLite path's."""
+
+def _insert_json_rowset(table: Table) -> Any:
+    """PostgreSQL: `INSERT INTO table SELECT ... FROM json_to_recordset(:rows)`, where `rows`
+    is every row of the batch in a single JSON document (`_params`).
+
+    The statement's text does not depend on the number of rows, so it is compiled and
+    parsed once and PostgreSQL prepares it; the batch is serialised by `json.dumps` (C) and
+    parsed by PostgreSQL (C). The multi-row VALUES list this replaces (one parameter per row
+    and column) was parsed again for every batch, and one array parameter per column spent
+    as long quoting every element in Python (docs/performance.md). Callers add the ON
+    CONFLICT clause, the same as the SQLite path's."""
     names = [c.name for c in table.columns]
-    arrays, params = [], {}
-    for column in table.columns:
-        is_json = isinstance(column.type, JSON)
-        element: Any = column.type
-        if is_json or isinstance(column.type, String):
-            element = Text()  # not VARCHAR(n): a cast would silently cut an over-long value
-        elif isinstance(column.type, UTCDateTime):
-            element = DateTime(timezone=True)
-        arrays.append(cast(bindparam(f"u_{column.name}"), postgresql.ARRAY(element)))
-        values = [r[column.name] for r in rows]
-        params[f"u_{column.name}"] = [json.dumps(v) for v in values] if is_json else values
-    rowset = func.unnest(*arrays).table_valued(*names).render_derived(name="u")
-    selected = [
-        cast(rowset.c[c.name], c.type) if isinstance(c.type, JSON) else rowset.c[c.name]
-        for c in table.columns
-    ]
-    return postgresql.insert(table).from_select(names, select(*selected)), params
+    rowset = (
+        func.json_to_recordset(cast(bindparam("rows", type_=Text()), JSON))
+        .table_valued(*(column(c.name, _rowset_type(c.type)) for c in table.columns))
+        .render_derived(name="u", with_types=True)
+    )
+    return postgresql.insert(table).from_select(names, select(*(rowset.c[n] for n in names)))
+
+
+def _rowset_type(column_type: Any) -> Any:
+    """How a column is declared in the rowset: text for strings (a VARCHAR(n) there could
+    cut an over-long value instead of failing the insert), timestamptz for UTC times."""
+    if isinstance(column_type, String):
+        return Text()
+    if isinstance(column_type, UTCDateTime):
+        return DateTime(timezone=True)
+    return column_type
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _observation(item: ClassifiedItem) -> Observation:
