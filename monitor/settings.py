@@ -104,12 +104,12 @@ class ModelSettings(Section):
     """A local Hugging Face encoder directory; default: the one the artifact names."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, ge=1)
-    """CPU threads for inference; default: all CPUs."""
+    """CPU cores inference uses; default: all CPUs."""
     own_process: bool = True
     """The worker runs the model in a process of its own, so inference never waits for the
     GIL behind Kafka and SQL work (replay, which does one thing at a time, does not)."""
     cpu_parallelism: Literal["split-batch", "intra-op"] = "split-batch"
-    """How those threads share a batch on the CPU: each runs a slice of it single-threaded
+    """How those cores share a batch: `threads + 1` slices of it, each run single-threaded
     (robust when the worker's other work shares the cores), or torch splits every op."""
 
 

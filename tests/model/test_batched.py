@@ -136,11 +136,11 @@ def test_split_batch_gives_the_same_results_as_one_thread(real_model: BatchedCla
         load_artifact(DEFAULT_ARTIFACT),
         device=torch.device("cpu"),
         max_batch_size=4,
-        cpu_workers=3,
+        cpu_slices=3,
     )
     inputs = [ModelInput(f"Shares of company {i} " + "fall " * (i % 7)) for i in range(23)]
     inputs[5] = ModelInput("Acme", LONG_BODY)
-    assert split.parallelism == "3 threads, split-batch"
+    assert split.parallelism == "1-thread ops, 3 slices"
     ours, reference = split.predict_probs(inputs), real_model.predict_probs(inputs)
     for task in ("topic", "sentiment"):
         np.testing.assert_allclose(ours[task], reference[task], atol=1e-5)
