@@ -1,10 +1,10 @@
 """Pacing rule evaluation: at most once per interval, over every window touched since.
 
-Evaluating the rules after every stored batch costs a few queries per batch whatever its
-size, which at full speed is a tenth of a batch's time and the tail of its latency
-(docs/performance.md). Judging the union of the windows touched over the last second
-instead gives the same verdicts (a rule reads a window's totals, not the batch's delta) at
-most `interval` later.
+Evaluating the rules after every stored batch cost a few queries per batch whatever its
+size: a tenth of a batch's time at full speed, and the tail of its latency
+(docs/performance.md). Stored batches now only note the windows they touched, and a timer
+judges the union of them at most once per interval: the same verdicts (a rule reads a
+window's totals, not the batch's delta), at most one interval later.
 
 Pure logic with an injected monotonic clock; the lock only makes `add` (the worker's store
 thread) and `take_due` (the scheduler's thread) safe to call at once.
@@ -30,14 +30,13 @@ class EvaluationPacer(Generic[K]):
         self._last: float | None = None
         self._lock = threading.Lock()
 
-    def add(self, keys: Iterable[K], now: float) -> list[K]:
-        """Note `keys` as touched; return what is due now (maybe empty), marking it taken."""
+    def add(self, keys: Iterable[K]) -> None:
+        """Note `keys` as touched since the last hand-out."""
         with self._lock:
             self._pending.update(dict.fromkeys(keys))
-            return self._take(now, force=False)
 
     def take_due(self, now: float) -> list[K]:
-        """What is due at `now`: for a timer, so the last batch before a lull is judged too."""
+        """Everything pending if the last hand-out is `interval_s` old at `now`, else []."""
         with self._lock:
             return self._take(now, force=False)
 

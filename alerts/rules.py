@@ -233,8 +233,8 @@ class AlertSettings(Section):
 
     enabled: bool = True
     evaluate_every: Duration = timedelta(seconds=1)
-    """The worker judges the windows touched since its last evaluation at most this often
-    (0: after every stored batch). Detection is delayed by up to this much."""
+    """How often the worker judges the windows stored since its last evaluation; alerts
+    fire up to this much (plus the evaluation's own time) after the news is stored."""
     sample_headlines: int = Field(default=3, ge=0, le=20)
     """How many of the window's most bearish headlines a notification carries."""
     rules: list[RuleSettings] = Field(default_factory=lambda: list(DEFAULT_RULES))
@@ -243,6 +243,13 @@ class AlertSettings(Section):
     )
     routes: list[RouteSettings] = Field(default_factory=lambda: [RouteSettings(channels=["log"])])
     delivery: DeliverySettings = DeliverySettings()
+
+    @field_validator("evaluate_every")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be more than 0s")
+        return value
 
     @model_validator(mode="after")
     def _references_exist(self) -> Self:

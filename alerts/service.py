@@ -1,7 +1,7 @@
 """The facade the worker and replay call: evaluate, sweep, deliver.
 
     service = AlertService.from_settings(settings, engine)
-    service.on_stored(store_result.windows.keys())      # after each stored batch (paced)
+    service.note_stored(store_result.windows.keys())    # after each stored batch
     service.evaluate_due()                              # every `evaluate_every`
     service.sweep(now)                                  # every few seconds
     service.deliver_pending(now)                        # every few seconds
@@ -101,10 +101,10 @@ class AlertService:
         channels = build_channels(alert_settings, settings.resolve, environ)
         return cls(alert_settings, engine, channels)
 
-    def on_stored(self, touched: Iterable[WindowKey]) -> list[AlertEvent]:
-        """Note the windows a stored batch touched; evaluate everything pending if the last
-        evaluation is `evaluate_every` old (now, on the wall clock)."""
-        return self._evaluate_taken(self._pacer.add(touched, self._monotonic()))
+    def note_stored(self, touched: Iterable[WindowKey]) -> None:
+        """Note the windows a stored batch touched, for the next `evaluate_due`: the batch
+        does not wait for the rules (pure, cannot fail)."""
+        self._pacer.add(touched)
 
     @property
     def windows_pending(self) -> int:
@@ -112,8 +112,8 @@ class AlertService:
         return self._pacer.pending
 
     def evaluate_due(self, now: datetime | None = None) -> list[AlertEvent]:
-        """Evaluate pending windows if due: a timer's job, so that the last batches before a
-        lull are judged without waiting for the next batch."""
+        """Judge the windows noted since the last evaluation, if that is `evaluate_every`
+        old (the worker's timer calls this every `evaluate_every`)."""
         return self._evaluate_taken(self._pacer.take_due(self._monotonic()), now)
 
     def evaluate_pending(self, now: datetime | None = None) -> list[AlertEvent]:

@@ -75,8 +75,9 @@ def replay(runtime: Runtime, path: Path, *, progress: bool = True) -> ReplaySumm
     try:
         with tqdm(desc="replay", unit="msg", disable=not progress) as bar:
             for batch in _batches(path, size):
-                handled = runtime.handle(batch)
-                outcome = handled.outcome
+                outcome = runtime.handle(batch)
+                if runtime.alerts is not None:
+                    runtime.alerts.evaluate_due()  # as the worker's timer would
                 summary.lines += len(batch)
                 summary.stored += len(outcome.stored.inserted)
                 summary.duplicates += len(outcome.stored.duplicates) + outcome.repeated_in_batch

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.contract import IngestPolicy
 from monitor.db.engine import make_engine, upgrade
@@ -60,12 +58,6 @@ def load_classifier(settings: Settings, *, own_process: bool = False) -> Classif
     return load(**options)
 
 
-@dataclass(slots=True)
-class HandledBatch:
-    outcome: BatchOutcome
-    alert_events: list[Any] = field(default_factory=list)
-
-
 class Runtime:
     """The worker's and replay's shared core: one `handle` call per batch."""
 
@@ -90,7 +82,7 @@ class Runtime:
         if close is not None:
             close()
 
-    def handle(self, messages: Sequence[RawMessage]) -> HandledBatch:
+    def handle(self, messages: Sequence[RawMessage]) -> BatchOutcome:
         """Process one batch: `commit(prepare(messages))`."""
         return self.commit(self.prepare(messages))
 
@@ -98,21 +90,14 @@ class Runtime:
         """Decode and classify a batch (no database work; never raises)."""
         return self.processor.prepare(messages)
 
-    def commit(self, prepared: PreparedBatch) -> HandledBatch:
-        """Store a prepared batch, then hand the windows it touched to the alert rules,
-        which judge them at most every `alerts.evaluate_every`. Raises only database
-        errors; the caller retries the same batch, and stored rows are not counted twice."""
-        handled = HandledBatch(self.processor.persist(prepared))
-        windows = handled.outcome.stored.windows
-        if self.alerts is not None and windows:
-            try:
-                handled.alert_events = self.alerts.on_stored(windows.keys())
-            except SQLAlchemyError:
-                raise
-            except Exception:
-                # the batch is stored and the windows stay pending: judged at the next turn
-                log.exception("alert evaluation failed for a stored batch")
-        return handled
+    def commit(self, prepared: PreparedBatch) -> BatchOutcome:
+        """Store a prepared batch and note the windows it touched for the alert rules, which
+        a timer judges every `alerts.evaluate_every`. Raises only database errors; the
+        caller retries the same batch, and stored rows are not counted twice."""
+        outcome = self.processor.persist(prepared)
+        if self.alerts is not None:
+            self.alerts.note_stored(outcome.stored.windows.keys())
+        return outcome
 
 
 def build_runtime(

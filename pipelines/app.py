@@ -25,8 +25,8 @@ import faust
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.pipeline_types import Origin, RawMessage
-from monitor.processing import PreparedBatch
-from monitor.runtime import HandledBatch, Runtime
+from monitor.processing import BatchOutcome, PreparedBatch
+from monitor.runtime import Runtime
 from pipelines.kafka_security import faust_credentials
 from pipelines.web import register_health_views
 
@@ -76,7 +76,7 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
     max_batch = settings.batching.max_batch_size
     max_wait = settings.batching.max_wait_ms / 1000
 
-    async def commit_until_stored(prepared: PreparedBatch, size: int) -> HandledBatch:
+    async def commit_until_stored(prepared: PreparedBatch, size: int) -> BatchOutcome:
         delay = RETRY_INITIAL_S
         loop = asyncio.get_running_loop()
         while True:
@@ -93,11 +93,10 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def publish(handled: HandledBatch) -> None:
+    async def publish(outcome: BatchOutcome) -> None:
         """Send dead letters and classified items, and wait until the broker has them all:
         a failed send raises, so the batch is not acked. The producer is called directly:
         Faust's `Topic.send` machinery cost half of the worker's publishing CPU."""
-        outcome = handled.outcome
         producer = app.producer
         sent = [
             await producer.send(dlq_topic, None, letter.raw, None, None, letter.headers())
@@ -119,11 +118,11 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
         prepared = await loop.run_in_executor(classify_thread, runtime.prepare, messages)
         if previous is not None:
             await previous  # batches are stored, published and acked in order
-        handled = await commit_until_stored(prepared, len(messages))
-        await publish(handled)
+        outcome = await commit_until_stored(prepared, len(messages))
+        await publish(outcome)
         for event in events:
             await stream.ack(event)
-        hooks.on_batch(messages, handled, started)
+        hooks.on_batch(messages, outcome, started)
 
     @app.agent(raw_topic, name="classify-news")
     async def classify_news(stream: faust.StreamT) -> None:
@@ -150,7 +149,7 @@ class PipelineHooks:
     """Observation points (metrics, tests) the agent calls; no-ops by default."""
 
     def on_batch(
-        self, messages: list[RawMessage], handled: HandledBatch, started: datetime
+        self, messages: list[RawMessage], outcome: BatchOutcome, started: datetime
     ) -> None:
         """Called after a batch is stored, published and acked."""
 

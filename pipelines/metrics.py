@@ -24,7 +24,8 @@ from prometheus_client.registry import Collector
 
 from monitor.model.interface import Classification, Classifier, ModelInput
 from monitor.pipeline_types import RawMessage
-from monitor.runtime import HandledBatch, Runtime
+from monitor.processing import BatchOutcome
+from monitor.runtime import Runtime
 from pipelines.app import PipelineHooks
 
 if TYPE_CHECKING:
@@ -116,9 +117,8 @@ class PipelineMetrics(PipelineHooks):
     # -- the agent's hooks ---------------------------------------------------------------
 
     def on_batch(
-        self, messages: list[RawMessage], handled: HandledBatch, started: datetime
+        self, messages: list[RawMessage], outcome: BatchOutcome, started: datetime
     ) -> None:
-        outcome = handled.outcome
         now = time.time()
         self.consumed.inc(len(messages))
         self.stored.inc(len(outcome.stored.inserted))
@@ -130,7 +130,6 @@ class PipelineMetrics(PipelineHooks):
             self._observe_lag("published_at", now, item.item.published_at)
             if item.origin is not None and item.origin.timestamp is not None:
                 self._observe_lag("kafka_timestamp", now, item.origin.timestamp)
-        self.record_alert_events(handled.alert_events)
 
     def on_storage_error(self, exc: Exception) -> None:
         self.storage_errors.labels(type(exc).__name__).inc()

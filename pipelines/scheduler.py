@@ -76,12 +76,12 @@ def build_scheduler(
         jobs.append(
             ("alert-delivery", alerts.deliver_pending, DELIVERY_EVERY_S, metrics.record_deliveries)
         )
-        # judges the windows the last batches before a lull wrote (batches hand theirs over)
+        # judges the windows stored batches noted (alerts/pacing.py)
         jobs.append(
             (
                 "alert-evaluation",
                 alerts.evaluate_due,
-                max(alerts.settings.evaluate_every.total_seconds(), 0.5),
+                alerts.settings.evaluate_every.total_seconds(),
                 metrics.record_alert_events,
             )
         )

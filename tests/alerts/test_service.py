@@ -335,7 +335,7 @@ def test_cli_lists_alerts_with_their_delivery_status(
     assert bad.exit_code == 2 and "neither a duration" in bad.output
 
 
-def test_paced_evaluation_judges_every_stored_window_at_most_once_a_second(
+def test_stored_windows_are_judged_by_the_timer_at_most_once_per_interval(
     engine: Engine, tmp_path: Path, webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FINMON_WEBHOOK_SECRET", SECRET)
@@ -346,16 +346,16 @@ def test_paced_evaluation_judges_every_stored_window_at_most_once_a_second(
     assert calm_hour(feed, service, T0) == []
     burst_at = T0 + 12 * FIVE
 
-    first = feed.add(burst_at, ["bearish"] * 8, score=-0.6)
-    [fired] = paced.on_stored(first.windows.keys())  # the first batch is judged at once
+    paced.note_stored(feed.add(burst_at, ["bearish"] * 8, score=-0.6).windows.keys())
+    assert paced.windows_pending > 0  # noting never evaluates: the batch does not wait
+    [fired] = paced.evaluate_due(burst_at + timedelta(minutes=1))
     assert fired.kind is Kind.FIRING and paced.windows_pending == 0
     clock[0] += 0.3
-    second = feed.add(burst_at + timedelta(minutes=6), ["neutral"] * 5)  # the next window
-    assert paced.on_stored(second.windows.keys()) == [] and paced.windows_pending > 0
-    clock[0] += 0.5
+    quiet = feed.add(burst_at + timedelta(minutes=6), ["neutral"] * 5)  # the next window
+    paced.note_stored(quiet.windows.keys())
     assert paced.evaluate_due() == [] and paced.windows_pending > 0  # not due yet
-    clock[0] += 0.3
-    paced.evaluate_due()  # due: the windows of the second batch are judged now
+    clock[0] += 0.8
+    paced.evaluate_due()  # due: the quiet window is judged now
     assert paced.windows_pending == 0
     with engine.connect() as conn:
         alert = conn.execute(select(AlertRow.__table__)).one()
