@@ -79,7 +79,7 @@ class DatabaseSettings(Section):
 
 
 class BatchingSettings(Section):
-    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_batch_size: int = Field(default=128, ge=1, le=4096)
     max_wait_ms: int = Field(default=200, ge=1)
 
 
