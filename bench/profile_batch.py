@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -21,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import torch
 
 from bench.end_to_end import DEFAULT_PG_URL, prepare_database
 from bench.workload import Workload, encode
@@ -89,6 +89,7 @@ def build(args: argparse.Namespace, workload: Workload) -> Runtime:
         device="cpu",
         threads=args.threads or settings.model.threads,
         max_batch_size=args.batch_size,
+        cpu_parallelism=settings.model.cpu_parallelism,
     )
     if args.without_model:
         classifier = ReplayClassifier(classifier, workload)
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     work = batches(workload, args.batch_size, args.batches + 3, "profile")
     for batch in work[:3]:  # warm-up: first inference, first statements, connection pool
         runtime.handle(batch)
+        if runtime.alerts is not None:
+            runtime.alerts.evaluate_pending()
 
     timer = StageTimer()
     runtime.processor.classifier = _Timed(runtime.processor.classifier, timer)
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for batch in work[3:]:
         runtime.handle(batch)
+        if runtime.alerts is not None:
+            runtime.alerts.evaluate_due()  # the worker's timer, once per evaluate_every
     total = time.perf_counter() - started
     cpu, pg = time.process_time() - cpu_before, postgres_cpu_seconds() - pg_before
     if profiler:
@@ -143,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     stages["other (decode, glue)"] = total - sum(stages.values())
     print(
         f"{args.batches} batches of {args.batch_size} in {total:.2f} s = {items / total:.1f} "
-        f"items/s ({torch.get_num_threads()} threads)"
+        f"items/s ({args.threads or runtime.settings.model.threads or os.cpu_count()} CPU "
+        f"threads, {runtime.settings.model.cpu_parallelism})"
     )
     for stage, seconds in stages.items():
         print(
