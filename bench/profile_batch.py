@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             runtime.alerts.evaluate_pending()
 
     timer = StageTimer()
-    runtime.processor.classifier = _Timed(runtime.processor.classifier, timer)
+    timer.wrap(runtime.processor.classifier, "classify", "classify")
     timer.wrap(runtime.processor.store, "store", "store (SQL, windows)")
     if runtime.alerts is not None:
         timer.wrap(runtime.alerts, "evaluate", "alerts.evaluate")
@@ -177,25 +177,6 @@ def postgres_cpu_seconds() -> float:
                 times = proc.cpu_times()
                 total += times.user + times.system
     return total
-
-
-class _Timed:
-    """A classifier wrapper that adds each `classify` call's time to the timer."""
-
-    def __init__(self, inner: Any, timer: StageTimer) -> None:
-        self.inner = inner
-        self.timer = timer
-
-    @property
-    def model_version(self) -> str:
-        return str(self.inner.model_version)
-
-    def classify(self, inputs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return self.inner.classify(inputs)
-        finally:
-            self.timer.seconds["classify"] += time.perf_counter() - started
 
 
 if __name__ == "__main__":

@@ -33,13 +33,8 @@ class BatchOutcome:
     repeated_in_batch: int = 0
     """Messages whose id already appeared earlier in the same batch."""
 
-    def merged(self, other: BatchOutcome) -> BatchOutcome:
-        """`self` with `other` added (for `isolating`)."""
-        self.merge(other)
-        return self
-
-    def merge(self, other: BatchOutcome) -> None:
-        """Add `other` (a part of the same batch) into this outcome."""
+    def merge(self, other: BatchOutcome) -> BatchOutcome:
+        """Add `other` (a part of the same batch) into this outcome; returns it."""
         self.stored.inserted += other.stored.inserted
         self.stored.duplicates += other.stored.duplicates
         self.stored.conflicts += other.stored.conflicts
@@ -47,6 +42,7 @@ class BatchOutcome:
             self.stored.windows.setdefault(key, WindowCounts()).merge(counts)
         self.dead_letters += other.dead_letters
         self.repeated_in_batch += other.repeated_in_batch
+        return self
 
     @property
     def classified(self) -> list[ClassifiedItem]:
@@ -151,7 +147,7 @@ class BatchProcessor:
         """Store a prepared batch in one transaction (per part, if a poison item has to be
         isolated). Raises only database errors, after which nothing was stored; `prepared`
         is left as it was, so the caller can retry it."""
-        outcome = BatchOutcome().merged(prepared.outcome)
+        outcome = BatchOutcome().merge(prepared.outcome)
         if prepared.classified:
             outcome.merge(
                 isolating(
@@ -159,7 +155,7 @@ class BatchProcessor:
                     lambda part: BatchOutcome(
                         stored=self.store.store([c for c, _ in part], now=prepared.now)
                     ),
-                    BatchOutcome.merged,
+                    BatchOutcome.merge,
                     lambda pair, exc: BatchOutcome(dead_letters=[_dead_letter(pair[1], exc)]),
                 )
             )

@@ -6,7 +6,6 @@ very same code whether it came from Kafka or from a file.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,8 +21,6 @@ from monitor.settings import Settings
 
 if TYPE_CHECKING:
     from alerts.service import AlertService
-
-log = logging.getLogger(__name__)
 
 
 def ingest_policy(settings: Settings) -> IngestPolicy:

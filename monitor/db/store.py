@@ -214,11 +214,14 @@ def _rowset_type(column_type: Any) -> Any:
     return column_type
 
 
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
 def _json_value(value: object) -> str:
+    """Datetimes in a JSON rowset: checked and converted by the column type, as a bound
+    parameter would be (naive values refused), then written as ISO 8601."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.isoformat()
+        return UTCDateTime().process_bind_param(value, _PG_DIALECT).isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
