@@ -1,29 +1,38 @@
 """The Faust app: one agent that wires Kafka to the shared `Runtime`.
 
-The agent only moves data. Each batch of raw events becomes a task that classifies it
-(`Runtime.prepare`) on the classify thread, waits for the previous batch's task, stores it
-(`Runtime.commit`) on the store thread, publishes dead letters and classified items, and
-only then acks the events: offsets are committed only for messages whose rows are stored
-(or that were dead-lettered), in order. Model inference and SQL never run on the event loop.
+The agent only moves data, in three steps that overlap:
 
-Two batches are in flight at most: batch k+1 is classified while batch k is stored and
-published, and `take` keeps buffering (its max-wait timer running) meanwhile, instead of
-everything waiting for one batch at a time (docs/performance.md). A storage failure is
-retried with backoff and the batch is never acked meanwhile: the worker pauses, it does not
-crash-loop and it does not skip.
+* intake: `noack_take` polls the stream every `INTAKE_POLL_S` into a `Batcher`
+  (monitor/batching.py), which stamps each item with its arrival;
+* classify: as soon as the classifier has finished a batch, the next one is taken once it is
+  due (full, or its oldest item has waited `max_wait_ms`) and classified (`Runtime.prepare`)
+  on the classify thread;
+* finish: each classified batch waits for the one before it, is stored (`Runtime.commit`) on
+  the store thread, its dead letters and classified items are published, and only then are
+  its events acked: offsets are committed only for messages whose rows are stored (or that
+  were dead-lettered), in order. Model inference and SQL never run on the event loop.
+
+So the classifier never waits for a batch timer or for SQL, and an item waits for its batch
+at most `max_wait_ms` plus whatever is left of the batch being classified when it came in
+(docs/performance.md). At most `MAX_BATCHES_IN_FLIGHT` batches are taken and not yet acked,
+and the intake stops pulling while two batches' worth of items wait, so a slow database
+holds the stream back instead of filling memory. A storage failure is retried with backoff
+and the batch is never acked meanwhile: the worker pauses, it does not crash-loop and it
+does not skip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import faust
 from sqlalchemy.exc import SQLAlchemyError
 
+from monitor.batching import Batcher
 from monitor.pipeline_types import Origin, RawMessage
 from monitor.processing import BatchOutcome, PreparedBatch
 from monitor.runtime import Runtime
@@ -33,7 +42,11 @@ from pipelines.web import register_health_views
 log = logging.getLogger(__name__)
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 15.0
-MAX_BATCHES_IN_FLIGHT = 2
+MAX_BATCHES_IN_FLIGHT = 3
+"""One being classified, two being stored or published."""
+INTAKE_POLL_S = 0.01
+"""How often the intake hands what `take` buffered to the batcher: an item's arrival is
+stamped up to this late, and its batch can be cut up to this late."""
 
 
 def _raw_message(event: faust.types.EventT) -> RawMessage:
@@ -109,36 +122,72 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
         await producer.flush()
         await asyncio.gather(*sent)
 
-    async def run_batch(
-        stream: faust.StreamT, events: list[faust.types.EventT], previous: asyncio.Task | None
+    async def finish_batch(
+        stream: faust.StreamT,
+        events: list[faust.types.EventT],
+        messages: list[RawMessage],
+        prepared: PreparedBatch,
+        started: datetime,
+        previous: asyncio.Task | None,
+        in_flight: asyncio.Semaphore,
     ) -> None:
-        messages = [_raw_message(e) for e in events]
-        started = datetime.now(UTC)
-        loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(classify_thread, runtime.prepare, messages)
         if previous is not None:
             await previous  # batches are stored, published and acked in order
         outcome = await commit_until_stored(prepared, len(messages))
         await publish(outcome)
         for event in events:
             await stream.ack(event)
+        in_flight.release()
         hooks.on_batch(messages, outcome, started)
+
+    async def next_due(batcher: Batcher, arrived: asyncio.Event) -> list[faust.types.EventT]:
+        """Wait until the next batch is due (full, or its oldest item waited max_wait)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due, now = batcher.due_at(), loop.time()
+            if due is not None and due <= now:
+                return batcher.take()
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), None if due is None else due - now)
+
+    async def classify_batches(
+        stream: faust.StreamT,
+        batcher: Batcher,
+        arrived: asyncio.Event,
+        room: asyncio.Event,
+        tasks: asyncio.TaskGroup,
+    ) -> None:
+        """Classify one due batch after another; each goes on to be finished in order."""
+        loop = asyncio.get_running_loop()
+        in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        previous: asyncio.Task | None = None
+        while True:
+            await in_flight.acquire()
+            events = await next_due(batcher, arrived)
+            room.set()
+            messages = [_raw_message(e) for e in events]
+            started = datetime.now(UTC)
+            prepared = await loop.run_in_executor(classify_thread, runtime.prepare, messages)
+            previous = tasks.create_task(
+                finish_batch(stream, events, messages, prepared, started, previous, in_flight)
+            )
 
     @app.agent(raw_topic, name="classify-news")
     async def classify_news(stream: faust.StreamT) -> None:
-        in_flight: deque[asyncio.Task] = deque()
-        try:
-            async for events in stream.noack_take(max_batch, within=max_wait):
-                previous = in_flight[-1] if in_flight else None
-                in_flight.append(asyncio.create_task(run_batch(stream, list(events), previous)))
-                # collect finished batches (raising their errors); wait while too many run
-                while in_flight and (
-                    in_flight[0].done() or len(in_flight) >= MAX_BATCHES_IN_FLIGHT
-                ):
-                    await in_flight.popleft()
-        finally:
-            for task in in_flight:  # unacked: redelivered after a restart, stored once
-                task.cancel()
+        # Stopping the agent cancels the group: batches not yet acked are redelivered after
+        # a restart and stored once. An error in any batch ends the group, and so the agent.
+        batcher: Batcher[faust.types.EventT] = Batcher(max_batch, max_wait)
+        arrived, room = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(classify_batches(stream, batcher, arrived, room, tasks))
+            async for events in stream.noack_take(max_batch, within=INTAKE_POLL_S):
+                batcher.add(events, loop.time())
+                arrived.set()
+                while len(batcher) >= 2 * max_batch:
+                    room.clear()
+                    await room.wait()
 
     register_health_views(app, runtime)
     app.finmon_runtime = runtime  # type: ignore[attr-defined]
