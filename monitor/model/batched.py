@@ -18,7 +18,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from monitor.model.artifact import DEFAULT_ARTIFACT, LoadedArtifact, load_artifact
-from monitor.model.encoding import Features, encode_item, token_balanced_slices
+from monitor.model.encoding import Features, encode_items, token_balanced_slices
 from monitor.model.inference import predict_probs
 from monitor.model.interface import SENTIMENT_LABELS, Classification, ModelInput
 from monitor.model.text import normalise_text
@@ -96,15 +96,14 @@ class BatchedClassifier:
         for position, item in enumerate(inputs):
             if not item.headline or not item.headline.strip():
                 raise ValueError(f"input {position}: headline is empty or whitespace-only")
-        return [
-            encode_item(
-                self._loaded.tokenizer,
-                normalise_text(item.headline),
-                normalise_text(item.body) if item.body else None,
-                self._loaded.max_length,
-            )
-            for item in inputs
-        ]
+        return encode_items(
+            self._loaded.tokenizer,
+            [
+                (normalise_text(item.headline), normalise_text(item.body) if item.body else None)
+                for item in inputs
+            ],
+            self._loaded.max_length,
+        )
 
     def predict_probs(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
         """Class probabilities per task (columns in ``label_names`` order), input order."""

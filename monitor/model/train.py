@@ -38,7 +38,7 @@ from monitor.model.data import (
     model_label_names,
     resolve_duplicates,
 )
-from monitor.model.encoding import Features, encode_item, pad_batch
+from monitor.model.encoding import Features, encode_items, pad_batch
 from monitor.model.inference import predict_probs
 from monitor.model.metrics import score
 from monitor.model.network import MultiTaskModel, add_lora, load_encoder, lora_config
@@ -169,7 +169,7 @@ def train(
     pad_id = int(tokenizer.pad_token_id)
 
     def encode(frame: pd.DataFrame) -> list[Features]:
-        return [encode_item(tokenizer, text, None, cfg.max_length) for text in frame["text"]]
+        return encode_items(tokenizer, [(text, None) for text in frame["text"]], cfg.max_length)
 
     train_features = {task: encode(data[task].train) for task in TASKS}
     dev_features = {task: encode(data[task].dev) for task in TASKS}

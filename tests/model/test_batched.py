@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from monitor.model.artifact import DEFAULT_ARTIFACT, load_artifact
 from monitor.model.batched import BatchedClassifier
 from monitor.model.data import TOPIC_DATASET_LABELS
-from monitor.model.encoding import token_balanced_slices
+from monitor.model.encoding import encode_item, encode_items, token_balanced_slices
 from monitor.model.interface import SENTIMENT_LABELS, Classifier, ModelInput
 
 LONG_BODY = "The company said revenue rose while costs were flat. " * 200
@@ -147,3 +147,21 @@ def test_split_batch_gives_the_same_results_as_one_thread(real_model: BatchedCla
     assert [c.topic for c in split.classify(inputs)] == [
         c.topic for c in real_model.classify(inputs)
     ]
+
+
+def test_batched_tokenizing_gives_each_item_its_own_ids(real_model: BatchedClassifier) -> None:
+    """encode_items tokenizes the body-less items in one call; the ids must be what each
+    item gets alone, bodies and over-long headlines included."""
+    tokenizer, limit = real_model.tokenizer, real_model.max_length
+    items = [
+        ("Acme beats estimates", None),
+        ("markets " * 500, None),
+        ("Acme beats estimates", LONG_BODY),
+        ("$XYZ plunges 30%", ""),
+        ("Oil rises", "OPEC+ agrees deeper cuts"),
+        ("Fed holds rates", None),
+    ]
+    assert encode_items(tokenizer, items, limit) == [
+        encode_item(tokenizer, headline, body or None, limit) for headline, body in items
+    ]
+    assert encode_items(tokenizer, [], limit) == []
