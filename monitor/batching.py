@@ -6,9 +6,9 @@ A batch is due once it holds ``max_size`` items, or once its oldest item has wai
 while the classifier was busy waited for that batch to finish *and* a whole ``max_wait``
 after it (on 2 cores at half load: p99 1.9 s against ~0.9 s; docs/performance.md).
 
-The caller decides when the classifier can take a batch (when it has finished the previous
-one); this object only says when the next one is due and hands it out, oldest first. It is
-pure: the caller passes the clock, so tests drive it with plain numbers.
+The caller says whether the classifier is busy; this object only says when the next batch is
+due and hands it out, oldest first. It is pure: the caller passes the clock, so tests drive
+it with plain numbers.
 """
 
 from __future__ import annotations
@@ -39,15 +39,21 @@ class Batcher(Generic[T]):
         """Items that arrived at ``now`` (not earlier than any item added before)."""
         self._waiting.extend((now, item) for item in items)
 
-    def due_at(self) -> float | None:
+    def due_at(self, *, busy: bool = False) -> float | None:
         """When the next batch is due: the moment it filled up, or its oldest item's arrival
-        plus ``max_wait``, whichever is first; ``None`` while nothing waits."""
+        plus ``max_wait``, whichever is first; ``None`` while nothing is due.
+
+        While the classifier is ``busy`` only a full batch is due: it cannot grow, so it is
+        decoded and queued behind the running one, and the classifier goes from batch to
+        batch without a gap. A partial batch keeps filling until the classifier is free,
+        since on a loaded CPU a bigger batch is cheaper per item."""
         if not self._waiting:
             return None
+        filled = self._waiting[self.max_size - 1][0] if len(self) >= self.max_size else None
+        if busy:
+            return filled
         deadline = self._waiting[0][0] + self.max_wait
-        if len(self._waiting) >= self.max_size:
-            return min(deadline, self._waiting[self.max_size - 1][0])
-        return deadline
+        return deadline if filled is None else min(deadline, filled)
 
     def take(self) -> list[T]:
         """The next batch: up to ``max_size`` items, oldest first (whether due or not)."""

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import faust
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 15.0
 MAX_BATCHES_IN_FLIGHT = 3
-"""One being classified, two being stored or published."""
+"""Taken and not yet acked: being classified, queued for the classifier, stored, published."""
+CLASSIFY_QUEUE = 2
+"""Batches with the classifier at once: the one it runs and a full one decoded behind it."""
 INTAKE_POLL_S = 0.01
 """How often the intake hands what `take` buffered to the batcher: an item's arrival is
 stamped up to this late, and its batch can be cut up to this late."""
@@ -84,7 +87,9 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
     )
     raw_topic = app.topic(kafka.input_topic, value_serializer="raw", key_serializer="raw")
     out_topic, dlq_topic = kafka.output_topic, kafka.dead_letter_topic  # created by ensure_topics
-    classify_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finmon-classify")
+    classify_threads = ThreadPoolExecutor(
+        max_workers=CLASSIFY_QUEUE, thread_name_prefix="finmon-classify"
+    )
     store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finmon-store")
     max_batch = settings.batching.max_batch_size
     max_wait = settings.batching.max_wait_ms / 1000
@@ -122,76 +127,90 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
         await producer.flush()
         await asyncio.gather(*sent)
 
-    async def finish_batch(
+    async def run_batch(
         stream: faust.StreamT,
+        queue: _Queue,
         events: list[faust.types.EventT],
-        messages: list[RawMessage],
-        prepared: PreparedBatch,
-        started: datetime,
         previous: asyncio.Task | None,
-        in_flight: asyncio.Semaphore,
     ) -> None:
+        messages = [_raw_message(e) for e in events]
+        started = datetime.now(UTC)
+        loop = asyncio.get_running_loop()
+        try:
+            prepared = await loop.run_in_executor(classify_threads, runtime.prepare, messages)
+        finally:
+            queue.classifying -= 1
+            queue.changed.set()
         if previous is not None:
             await previous  # batches are stored, published and acked in order
         outcome = await commit_until_stored(prepared, len(messages))
         await publish(outcome)
         for event in events:
             await stream.ack(event)
-        in_flight.release()
+        queue.in_flight.release()
         hooks.on_batch(messages, outcome, started)
 
-    async def next_due(batcher: Batcher, arrived: asyncio.Event) -> list[faust.types.EventT]:
-        """Wait until the next batch is due (full, or its oldest item waited max_wait)."""
+    async def next_due(queue: _Queue) -> list[faust.types.EventT]:
+        """Wait until the next batch may go to the classifier (monitor/batching.py): one is
+        due, and fewer than `CLASSIFY_QUEUE` batches are with the classifier."""
         loop = asyncio.get_running_loop()
         while True:
-            due, now = batcher.due_at(), loop.time()
+            due = (
+                queue.batcher.due_at(busy=queue.classifying > 0)
+                if queue.classifying < CLASSIFY_QUEUE
+                else None
+            )
+            now = loop.time()
             if due is not None and due <= now:
-                return batcher.take()
-            arrived.clear()
+                queue.room.set()
+                return queue.batcher.take()
+            queue.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(arrived.wait(), None if due is None else due - now)
+                await asyncio.wait_for(queue.changed.wait(), None if due is None else due - now)
 
-    async def classify_batches(
-        stream: faust.StreamT,
-        batcher: Batcher,
-        arrived: asyncio.Event,
-        room: asyncio.Event,
-        tasks: asyncio.TaskGroup,
-    ) -> None:
-        """Classify one due batch after another; each goes on to be finished in order."""
-        loop = asyncio.get_running_loop()
-        in_flight = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+    async def dispatch(stream: faust.StreamT, queue: _Queue, tasks: asyncio.TaskGroup) -> None:
+        """Hand out due batches; each is classified, then finished in order."""
         previous: asyncio.Task | None = None
         while True:
-            await in_flight.acquire()
-            events = await next_due(batcher, arrived)
-            room.set()
-            messages = [_raw_message(e) for e in events]
-            started = datetime.now(UTC)
-            prepared = await loop.run_in_executor(classify_thread, runtime.prepare, messages)
-            previous = tasks.create_task(
-                finish_batch(stream, events, messages, prepared, started, previous, in_flight)
-            )
+            await queue.in_flight.acquire()
+            events = await next_due(queue)
+            queue.classifying += 1
+            previous = tasks.create_task(run_batch(stream, queue, events, previous))
 
     @app.agent(raw_topic, name="classify-news")
     async def classify_news(stream: faust.StreamT) -> None:
         # Stopping the agent cancels the group: batches not yet acked are redelivered after
         # a restart and stored once. An error in any batch ends the group, and so the agent.
-        batcher: Batcher[faust.types.EventT] = Batcher(max_batch, max_wait)
-        arrived, room = asyncio.Event(), asyncio.Event()
+        queue = _Queue(Batcher(max_batch, max_wait))
         loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(classify_batches(stream, batcher, arrived, room, tasks))
+            tasks.create_task(dispatch(stream, queue, tasks))
             async for events in stream.noack_take(max_batch, within=INTAKE_POLL_S):
-                batcher.add(events, loop.time())
-                arrived.set()
-                while len(batcher) >= 2 * max_batch:
-                    room.clear()
-                    await room.wait()
+                queue.batcher.add(events, loop.time())
+                queue.changed.set()
+                while len(queue.batcher) >= 2 * max_batch:
+                    queue.room.clear()
+                    await queue.room.wait()
 
     register_health_views(app, runtime)
     app.finmon_runtime = runtime  # type: ignore[attr-defined]
     return app
+
+
+@dataclass(slots=True)
+class _Queue:
+    """The agent's batches between the intake and the classifier."""
+
+    batcher: Batcher[faust.types.EventT]
+    in_flight: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+    )
+    classifying: int = 0
+    """Batches handed to the classifier and not classified yet."""
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when an item arrives or a batch is classified: the next batch may be due."""
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when a batch is taken: the intake may pull again."""
 
 
 class PipelineHooks:

@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -59,13 +60,15 @@ class ProcessClassifier:
     """`monitor.model.batched.load_classifier(**options)` run in a child process.
 
     Loads the model at construction and fails there if it cannot (a bad artifact path is
-    reported at start-up, not at the first batch). If the child dies (killed, out of
-    memory), the call raises `BrokenProcessPool` and the next call starts a new child: the
-    worker's batch isolation retries the batch, so a crash costs a reload, not a message.
+    reported at start-up, not at the first batch). Calls from several threads queue for the
+    child, which runs them one after the other. If the child dies (killed, out of memory),
+    the calls raise `BrokenProcessPool` and one new child is started: the worker's batch
+    isolation retries the batch, so a crash costs a reload, not a message.
     """
 
     def __init__(self, **options: Any) -> None:
         self._options = options
+        self._restarting = threading.Lock()
         self._pool, self._version = self._start()
 
     def _start(self) -> tuple[ProcessPoolExecutor, str]:
@@ -88,12 +91,15 @@ class ProcessClassifier:
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         if not inputs:
             return []
+        pool = self._pool
         try:
-            return self._pool.submit(_classify, list(inputs)).result()
+            return pool.submit(_classify, list(inputs)).result()
         except BrokenProcessPool:
-            log.error("the inference process died; starting a new one")
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool, self._version = self._start()
+            with self._restarting:  # calls from two threads saw it die: start one child
+                if self._pool is pool:
+                    log.error("the inference process died; starting a new one")
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool, self._version = self._start()
             raise
 
     def close(self) -> None:

@@ -30,6 +30,25 @@ def test_due_at(
     assert batcher.due_at() == (pytest.approx(due) if due is not None else None)
 
 
+@pytest.mark.parametrize(
+    ("arrivals", "due"),
+    [
+        ([], None),
+        ([(1.0, 1)], None),  # partial: keeps filling while the classifier is busy
+        ([(1.0, 3)], None),  # long past its deadline, still partial
+        ([(1.0, 3), (1.5, 2)], 1.5),  # full at 1.5: queued behind the running batch
+        ([(1.0, 9)], 1.0),
+    ],
+)
+def test_while_busy_only_a_full_batch_is_due(
+    arrivals: list[tuple[float, int]], due: float | None
+) -> None:
+    batcher: Batcher[str] = Batcher(4, 0.2)
+    for at, count in arrivals:
+        batcher.add(["x"] * count, at)
+    assert batcher.due_at(busy=True) == due
+
+
 def test_take_hands_out_the_oldest_items_up_to_the_size() -> None:
     batcher: Batcher[int] = Batcher(3, 0.1)
     batcher.add([1, 2], 0.0)
