@@ -176,7 +176,12 @@ def worker_metrics(worker: WorkerHarness) -> dict[str, float]:
 def metrics_share(
     before: dict[str, float], after: dict[str, float], wall_s: float
 ) -> dict[str, float]:
-    """Where the worker's time went between two /metrics scrapes."""
+    """Where the worker's time went between two /metrics scrapes.
+
+    The shares are summed durations over wall time, so they count overlap: a share of 1.9
+    for inference means that nearly all the time two classifier calls were outstanding (one
+    running, a full batch queued behind it); batch time includes waiting for the previous
+    batch to be stored."""
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
@@ -191,7 +196,6 @@ def metrics_share(
         "mean_batch_size": round(delta("finmon_batch_size_messages_sum") / batches, 1),
         "inference_share": round(inference / wall_s, 3),
         "batch_share": round(batch / wall_s, 3),
-        "outside_batches_share": round(1 - batch / wall_s, 3),
         "mean_batch_ms": round(1000 * batch / batches, 1),
         "mean_inference_ms": round(1000 * inference / batches, 1),
     }

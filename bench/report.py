@@ -265,8 +265,8 @@ def render(results: dict[str, Any]) -> str:
         if share:
             lines.append(
                 _row(
-                    "   worker time in inference / in batches",
-                    f"{100 * share['inference_share']:.0f}% / {100 * share['batch_share']:.0f}%",
+                    "   classifier calls / batches in flight (mean)",
+                    f"{share['inference_share']:.2f} / {share['batch_share']:.2f}",
                     f"mean batch {share['mean_batch_size']} items, {share['mean_batch_ms']} ms "
                     f"({share['mean_inference_ms']} ms inference)",
                 )
