@@ -47,10 +47,11 @@ MAX_BATCHES_IN_FLIGHT = 3
 """Taken and not yet acked: being classified, queued for the classifier, stored, published."""
 CLASSIFY_QUEUE = 2
 """Batches with the classifier at once: the one it runs and a full one decoded behind it."""
-INTAKE_POLL_S = 0.025
+INTAKE_POLL_S = 0.01
 """How often the intake hands what `take` buffered to the batcher: an item's arrival is
-stamped up to this late. Each poll costs the idle worker CPU (10 ms: 6 % of a core idle,
-25 ms: 3 %, Faust's wait machinery), so this is the compromise."""
+stamped up to this late. Each poll costs the idle worker CPU in Faust's wait machinery
+(10 ms: 6 % of a core while idle; 25 ms: 3 %, but its runs missed the latency target
+twice in three, docs/performance.md)."""
 
 
 def _raw_message(event: faust.types.EventT) -> RawMessage:
