@@ -2,8 +2,8 @@
 
 The agent only moves data, in three steps that overlap:
 
-* intake: `noack_take` polls the stream every `INTAKE_POLL_S` into a `Batcher`
-  (monitor/batching.py), which stamps each item with its arrival;
+* intake: each event of the stream (manual acks) goes into a `Batcher`
+  (monitor/batching.py), stamped with its arrival;
 * classify: as soon as the classifier has finished a batch, the next one is taken once it is
   due (full, or its oldest item has waited `max_wait_ms`) and classified (`Runtime.prepare`)
   on the classify thread;
@@ -26,9 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import faust
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,17 +49,18 @@ MAX_BATCHES_IN_FLIGHT = 3
 """Taken and not yet acked: being classified, queued for the classifier, stored, published."""
 CLASSIFY_QUEUE = 2
 """Batches with the classifier at once: the one it runs and a full one decoded behind it."""
-INTAKE_POLL_S = 0.01
-"""How often the intake hands what `take` buffered to the batcher: an item's arrival is
-stamped up to this late. Each poll costs the idle worker CPU in Faust's wait machinery
-(10 ms: 6 % of a core while idle; 25 ms: 3 %, but its runs missed the latency target
-twice in three, docs/performance.md)."""
 
 
 def _raw_message(event: faust.types.EventT) -> RawMessage:
     message = event.message
     ts = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
     return RawMessage(message.value, Origin(message.topic, message.partition, message.offset, ts))
+
+
+def _faust_datadir() -> Path:
+    path = Path(tempfile.gettempdir()) / "finmon-faust"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust.App:
@@ -80,6 +83,9 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
         web_port=settings.web.port,
         web_in_thread=False,
         store="memory://",
+        # Faust makes a data directory for table stores at start-up, `<group>-data` in the
+        # current directory by default; finmon keeps no tables on disk (memory store).
+        datadir=_faust_datadir(),
         autodiscover=False,
         broker_commit_every=200,
         broker_commit_interval=1.0,
@@ -154,14 +160,10 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
 
     async def next_due(queue: _Queue) -> list[faust.types.EventT]:
         """Wait until the next batch may go to the classifier (monitor/batching.py): one is
-        due, and fewer than `CLASSIFY_QUEUE` batches are with the classifier."""
+        due, given the batches the classifier already has."""
         loop = asyncio.get_running_loop()
         while True:
-            due = (
-                queue.batcher.due_at(busy=queue.classifying > 0)
-                if queue.classifying < CLASSIFY_QUEUE
-                else None
-            )
+            due = queue.batcher.due_at(queue.classifying)
             now = loop.time()
             if due is not None and due <= now:
                 queue.room.set()
@@ -183,13 +185,17 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
     async def classify_news(stream: faust.StreamT) -> None:
         # Stopping the agent cancels the group: batches not yet acked are redelivered after
         # a restart and stored once. An error in any batch ends the group, and so the agent.
-        queue = _Queue(Batcher(max_batch, max_wait))
+        # Events one by one, not `take(within=...)`: take's timer restarts after every
+        # batch it yields, and polling it often enough to stamp arrivals cost an idle
+        # worker 6 % of a core (docs/performance.md).
+        manual = stream.noack()
+        queue = _Queue(Batcher(max_batch, max_wait, CLASSIFY_QUEUE))
         loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(dispatch(stream, queue, tasks))
-            async for events in stream.noack_take(max_batch, within=INTAKE_POLL_S):
-                queue.batcher.add(events, loop.time())
-                queue.changed.set()
+            tasks.create_task(dispatch(manual, queue, tasks))
+            async for event in manual.events():
+                if queue.batcher.add(event, loop.time()):
+                    queue.changed.set()
                 while len(queue.batcher) >= 2 * max_batch:
                     queue.room.clear()
                     await queue.room.wait()
@@ -210,7 +216,7 @@ class _Queue:
     classifying: int = 0
     """Batches handed to the classifier and not classified yet."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when an item arrives or a batch is classified: the next batch may be due."""
+    """Set when an arrival moves the due time or a batch is classified: look again."""
     room: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when a batch is taken: the intake may pull again."""
 

@@ -133,8 +133,12 @@ class WorkerHarness:
             self.stop(signal.SIGKILL)
 
 
-def produce(topic: str, values: Iterable[bytes], *, keyed: bool = True) -> int:
-    producer = KafkaProducer(bootstrap_servers=[KAFKA_BOOTSTRAP], acks="all", linger_ms=5)
+def produce(topic: str, values: Iterable[bytes], *, keyed: bool = True, linger_ms: int = 5) -> int:
+    """Send `values` (keyed by their JSON `id` unless `keyed` is false); how many were sent.
+
+    `linger_ms` lets the client gather records into fewer requests: on a 2-vCPU machine a
+    paced producer sending each record alone took a third of a core at 100 records/s."""
+    producer = KafkaProducer(bootstrap_servers=[KAFKA_BOOTSTRAP], acks="all", linger_ms=linger_ms)
     count = 0
     try:
         for value in values:
