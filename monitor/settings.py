@@ -62,6 +62,7 @@ class KafkaSettings(Section):
     dead_letter_topic: str = "news.dlq"
     consumer_group: str = "finmon"
     input_partitions: int = Field(default=4, ge=1)
+    fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

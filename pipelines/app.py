@@ -39,6 +39,7 @@ from monitor.batching import Batcher
 from monitor.pipeline_types import Origin, RawMessage
 from monitor.processing import BatchOutcome, PreparedBatch
 from monitor.runtime import Runtime
+from pipelines.kafka_fetch import bound_fetch_wait
 from pipelines.kafka_security import faust_credentials
 from pipelines.web import register_health_views
 
@@ -93,6 +94,7 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
         # with the 1 MB default, sending a bigger one crashed the agent with its batch unacked.
         producer_max_request_size=settings.ingest.max_message_bytes + 64 * 1024,
     )
+    bound_fetch_wait(app, kafka.fetch_max_wait_ms)
     raw_topic = app.topic(kafka.input_topic, value_serializer="raw", key_serializer="raw")
     out_topic, dlq_topic = kafka.output_topic, kafka.dead_letter_topic  # created by ensure_topics
     classify_threads = ThreadPoolExecutor(

@@ -239,12 +239,26 @@ kafka_up() {
     kafka_wait
 }
 
+# The broker listening on our port when its pidfile is not ours (another checkout's stack
+# started it): found by its socket, so that `down` stops what answers on $KAFKA_BOOTSTRAP.
+kafka_listener_pid() {
+    local pid
+    command -v ss >/dev/null || return 1
+    pid="$(ss -Hltnp "sport = :$KAFKA_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    printf '%s\n' "$pid"
+}
+
 kafka_down() {
     local pid i
     if ! pid="$(kafka_pid)"; then
         rm -f "$KAFKA_PIDFILE"
-        log "Kafka not running (from $STACK_DIR)"
-        return 0
+        if ! pid="$(kafka_listener_pid)"; then
+            log "Kafka not running (from $STACK_DIR)"
+            return 0
+        fi
+        log "the broker on $KAFKA_BOOTSTRAP (pid $pid) was not started from $STACK_DIR"
     fi
     log "stopping Kafka (pid $pid, SIGTERM)"
     kill -TERM "$pid" 2>/dev/null || true
