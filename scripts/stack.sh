@@ -240,7 +240,7 @@ kafka_up() {
 }
 
 # The broker listening on our port when its pidfile is not ours (another checkout's stack
-# started it): found by its socket, so that `down` stops what answers on $KAFKA_BOOTSTRAP.
+# started it), found by its socket: `down` names it instead of saying Kafka is not running.
 kafka_listener_pid() {
     local pid
     command -v ss >/dev/null || return 1
@@ -258,7 +258,12 @@ kafka_down() {
             log "Kafka not running (from $STACK_DIR)"
             return 0
         fi
-        log "the broker on $KAFKA_BOOTSTRAP (pid $pid) was not started from $STACK_DIR"
+        # Not stopped from here: `up` would then start this checkout's broker, with its own
+        # (empty) data directory, and every topic of the other one would seem lost.
+        local config
+        config="$(tr '\0' '\n' <"/proc/$pid/cmdline" | tail -n1)"
+        log "the broker on $KAFKA_BOOTSTRAP (pid $pid) was started from another checkout ($config); stop it from there, or with: kill $pid"
+        exit 3
     fi
     log "stopping Kafka (pid $pid, SIGTERM)"
     kill -TERM "$pid" 2>/dev/null || true
