@@ -116,13 +116,18 @@ tool_java() {
         -cp "$KAFKA_LIBS/*")
 }
 
+# Whether process $1 is a Kafka broker (a pid can be reused by anything after a crash).
+is_kafka_process() {
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka'
+}
+
 kafka_pid() {
     local pid
     [[ -f "$KAFKA_PIDFILE" ]] || return 1
     pid="$(cat "$KAFKA_PIDFILE" 2>/dev/null || true)"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    is_kafka_process "$pid" || return 1
     printf '%s\n' "$pid"
 }
 
@@ -246,7 +251,7 @@ kafka_listener_pid() {
     command -v ss >/dev/null || return 1
     pid="$(ss -Hltnp "sport = :$KAFKA_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2)"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    is_kafka_process "$pid" || return 1
     printf '%s\n' "$pid"
 }
 
