@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from monitor.contract import NewsItem
 from monitor.model.interface import Classification
@@ -54,7 +55,8 @@ class ClassifiedItem:
     origin: Origin | None = None
 
     def to_json(self) -> bytes:
-        """The document published on the output topic."""
+        """The document published on the output topic (UTF-8 JSON; orjson: the standard
+        library took 4 % of the worker's main process at full load for this alone)."""
         news, c = self.item, self.classification
         doc: dict[str, Any] = {
             "id": news.id,
@@ -71,4 +73,4 @@ class ClassifiedItem:
             "sentiment_confidences": {k: round(v, 6) for k, v in c.sentiment_probs.items()},
             "model_version": c.model_version,
         }
-        return json.dumps(doc, ensure_ascii=False).encode()
+        return orjson.dumps(doc)

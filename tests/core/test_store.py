@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 
-from monitor.contract import IngestPolicy
+from monitor.contract import IngestPolicy, NewsItem
 from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow
 from monitor.db.store import NewsStore
-from monitor.pipeline_types import Origin, RawMessage
+from monitor.model.interface import ModelInput
+from monitor.pipeline_types import ClassifiedItem, Origin, RawMessage
 from monitor.processing import BatchProcessor
 from tests.doubles import KeywordClassifier
 
@@ -149,6 +152,51 @@ def test_a_failing_item_is_isolated_and_dead_lettered(engine: Engine) -> None:
     ]
     assert outcome.dead_letters[0].raw == batch[3].value
     assert sum(t for t, _ in window_totals(engine).values()) == 12  # 6 items x (5m + 1h)
+
+
+class NaNOn(KeywordClassifier):
+    """A broken model: its verdict on one input has a NaN score."""
+
+    def classify(self, inputs):  # type: ignore[no-untyped-def]
+        verdicts = super().classify(inputs)
+        return [
+            replace(v, sentiment_score=math.nan) if "poison" in i.headline else v
+            for i, v in zip(inputs, verdicts, strict=True)
+        ]
+
+
+def test_a_non_finite_probability_is_dead_lettered_not_retried(engine: Engine) -> None:
+    # Stored as NULL it would break a NOT NULL column: a database error, retried forever.
+    batch = [message("ok-1", "$AAPL beats", 1), message("bad", "poison", 2)]
+    batch.append(message("ok-2", "$AAPL rises", 3))
+    outcome = processor(engine, NaNOn()).process(batch)
+    assert sorted(i.item.id for i in outcome.stored.inserted) == ["ok-1", "ok-2"]
+    [letter] = outcome.dead_letters
+    assert letter.raw == batch[1].value
+    assert letter.reason.startswith("processing failed: ValueError: non-finite classifier output")
+
+
+def test_extra_fields_keep_integers_beyond_64_bits(
+    engine: Engine, classifier: KeywordClassifier
+) -> None:
+    outcome = processor(engine, classifier).process([message("big", "hello", 5, shares=2**70)])
+    assert [i.item.id for i in outcome.stored.inserted] == ["big"]
+    with engine.connect() as conn:
+        assert conn.scalar(select(NewsItemRow.extra)) == {"shares": 2**70}
+
+
+def test_a_naive_datetime_is_refused(engine: Engine, classifier: KeywordClassifier) -> None:
+    naive = NewsItem("naive", datetime(2026, 11, 28, 11, 0), "hello")
+    [verdict] = classifier.classify([ModelInput("hello")])
+    store = NewsStore(engine, SIZES)
+    with pytest.raises(ValueError, match="naive datetime"):
+        store.store([ClassifiedItem(naive, verdict)], now=NOW)
+    with pytest.raises(ValueError, match="naive datetime"):
+        store.store(
+            [ClassifiedItem(replace(naive, published_at=NOW), verdict)],
+            now=NOW.replace(tzinfo=None),
+        )
+    assert count(engine, NewsItemRow) == 0
 
 
 class StoreFailsOn(NewsStore):

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.durations import format_duration, parse_duration
-from monitor.windows import ALL_KEY, Observation, aggregate, keys_for, window_start
+from monitor.windows import ALL_KEY, Observation, WindowKey, aggregate, keys_for, window_start
 
 T = datetime(2026, 11, 28, 10, 7, 31, tzinfo=UTC)
 
@@ -103,6 +103,29 @@ def test_all_dimension_counts_every_item_once_per_size(items: list[Observation])
             if k.dimension == "topic" and k.window_seconds == size.total_seconds()
         )
         assert bearish == sum(1 for o in items if o.sentiment == "bearish")
+
+
+@given(observations)
+def test_aggregate_counts_each_item_in_each_of_its_keys(items: list[Observation]) -> None:
+    """The summing shortcut agrees with counting item by item, key by key."""
+    sizes = [timedelta(minutes=1), timedelta(hours=1)]
+    expected: dict[WindowKey, list[float]] = {}
+    for obs in items:
+        for key in keys_for(obs, sizes):
+            counts = expected.setdefault(key, [0, 0, 0, 0.0])
+            counts[["bearish", "neutral", "bullish"].index(obs.sentiment)] += 1
+            counts[3] += obs.score
+    deltas = aggregate(items, sizes)
+    assert deltas.keys() == expected.keys()
+    for key, (bearish, neutral, bullish, score) in expected.items():
+        got = deltas[key]
+        assert (got.n_bearish, got.n_neutral, got.n_bullish) == (bearish, neutral, bullish)
+        assert got.score_sum == pytest.approx(score, abs=1e-9)
+
+
+def test_an_unknown_sentiment_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown sentiment label 'angry'"):
+        aggregate([Observation(T, "Earnings", (), "angry", 0.0)], [timedelta(minutes=5)])
 
 
 @given(observations, st.integers(min_value=0, max_value=40))
