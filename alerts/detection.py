@@ -91,6 +91,11 @@ def count_z(current: WindowCounts, median: float, baseline: Sequence[WindowCount
     return (current.n_bearish - median) / scale
 
 
+def below_minimum(rule: RuleSettings, current: WindowCounts) -> bool:
+    """Too few items, or too few bearish ones, for `rule` to judge the window at all."""
+    return current.n_total < rule.min_volume or current.n_bearish < rule.min_bearish
+
+
 def assess(
     rule: RuleSettings, current: WindowCounts, baseline: Sequence[WindowCounts]
 ) -> Assessment:
@@ -120,7 +125,7 @@ def assess(
         z_count=z_count,
         score=score,
     )
-    if current.n_total < rule.min_volume or current.n_bearish < rule.min_bearish:
+    if below_minimum(rule, current):
         return Assessment(Status.BELOW_MINIMUM, None, figures)
     severity = rule.severity_for(score)
     big_enough = rule.metric == "count" or share - p0 >= rule.min_share_increase

@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from alerts import lifecycle, outbox
 from alerts.channels import Channel, build_channels
 from alerts.delivery import DeliveryStats, Dispatcher, RetryPolicy
-from alerts.detection import Status, assess, baseline_of
+from alerts.detection import Status, assess, baseline_of, below_minimum
 from alerts.lifecycle import Decision, Kind, fingerprint, observe
 from alerts.pacing import EvaluationPacer
 from alerts.payload import figures_document, notification_document
@@ -222,6 +222,10 @@ class AlertService:
         counts = history.get(window.window_start)
         if counts is None:  # pruned by retention meanwhile
             return alert
+        if alert is None and below_minimum(rule, counts):
+            # The most common case by far (a quiet key's window): it cannot open an alert,
+            # so its baseline is not even gathered. What `assess` and `observe` would say.
+            return None
         baseline = baseline_of(history, window.window_start, rule.window, rule.baseline_windows)
         assessment = assess(rule, counts, baseline)
         decision = observe(

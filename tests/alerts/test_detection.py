@@ -10,7 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerts.detection import Status, assess, baseline_of, count_z, share_z, smoothed_share
+from alerts.detection import (
+    Status,
+    assess,
+    baseline_of,
+    below_minimum,
+    count_z,
+    share_z,
+    smoothed_share,
+)
 from alerts.rules import RuleSettings
 from monitor.windows import WindowCounts
 
@@ -135,6 +143,8 @@ def test_below_minimum_volume_never_fires(
     verdict = assess(rule, current, baseline)
     if current.n_total < 50 or current.n_bearish < 10:
         assert verdict.status is Status.BELOW_MINIMUM
+    # the alert service skips such windows of quiet keys without assessing them
+    assert below_minimum(rule, current) == (verdict.status is Status.BELOW_MINIMUM)
     assert verdict.status is not Status.FIRING or verdict.severity is not None
 
 
