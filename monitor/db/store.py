@@ -34,7 +34,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow, UTCDateTime
-from monitor.model.interface import SENTIMENT_LABELS
 from monitor.pipeline_types import ClassifiedItem
 from monitor.windows import Observation, WindowCounts, WindowKey, aggregate
 
@@ -256,7 +255,12 @@ def _observation(item: ClassifiedItem) -> Observation:
 
 def _row(item: ClassifiedItem, now: datetime) -> dict[str, object]:
     news, c = item.item, item.classification
-    p_bearish, p_neutral, p_bullish = (c.sentiment_probs.get(k, 0.0) for k in SENTIMENT_LABELS)
+    probs = c.sentiment_probs
+    p_bearish, p_neutral, p_bullish = (
+        probs.get("bearish", 0.0),
+        probs.get("neutral", 0.0),
+        probs.get("bullish", 0.0),
+    )
     _finite(c.topic_confidence, c.sentiment_score, p_bearish, p_neutral, p_bullish)
     return {
         "id": news.id,
