@@ -110,7 +110,7 @@ class ModelSettings(Section):
     """The worker runs the model in a process of its own, so inference never waits for the
     GIL behind Kafka and SQL work (replay, which does one thing at a time, does not)."""
     cpu_parallelism: Literal["split-batch", "intra-op"] = "split-batch"
-    """How those cores share a batch: `threads + 1` slices of it, each run single-threaded
+    """How those cores share a batch: `threads + 2` slices of it, each run single-threaded
     (robust when the worker's other work shares the cores), or torch splits every op."""
 
 
