@@ -17,8 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.contract import IngestPolicy, NewsItem, decode_news
 from monitor.db.store import NewsStore, StoreResult
-from monitor.model.interface import Classifier, ModelInput
+from monitor.model.interface import Classifier
 from monitor.pipeline_types import ClassifiedItem, DeadLetter, RawMessage
+from monitor.targets import model_inputs, split_verdicts
 from monitor.windows import WindowCounts
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,11 @@ class BatchProcessor:
                 )
         if items:
             pairs = list(items.values())
-            verdicts = self.classifier.classify([ModelInput(i.headline, i.body) for i, _ in pairs])
+            news = [item for item, _ in pairs]
+            inputs, targets = model_inputs(news)
+            verdicts = split_verdicts(news, targets, self.classifier.classify(inputs))
             prepared.classified = [
-                (ClassifiedItem(item, verdict, msg.origin), msg)
-                for (item, msg), verdict in zip(pairs, verdicts, strict=True)
+                (ClassifiedItem(item, own, msg.origin, towards), msg)
+                for (item, msg), (own, towards) in zip(pairs, verdicts, strict=True)
             ]
         return prepared

@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from monitor.model.artifact import DEFAULT_ARTIFACT, LoadedArtifact, load_artifact
 from monitor.model.encoding import Features, encode_items, token_balanced_slices
-from monitor.model.inference import predict_probs
+from monitor.model.inference import predict_logits, softmax
 from monitor.model.interface import SENTIMENT_LABELS, Classification, ModelInput
 from monitor.model.text import normalise_text
 
@@ -101,14 +101,33 @@ class BatchedClassifier:
         return encode_items(
             self._loaded.tokenizer,
             [
-                (normalise_text(item.headline), normalise_text(item.body) if item.body else None)
+                (
+                    normalise_text(item.headline),
+                    normalise_text(item.body) if item.body else None,
+                    normalise_text(item.target) if item.target else None,
+                )
                 for item in inputs
             ],
             self._loaded.max_length,
         )
 
+    @property
+    def temperatures(self) -> dict[str, float]:
+        """The calibration temperature of each head (1.0 when the artifact has none)."""
+        shipped = self._loaded.meta.get("temperature", {})
+        return {task: float(shipped.get(task, 1.0)) for task in self.label_names}
+
     def predict_probs(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
-        """Class probabilities per task (columns in ``label_names`` order), input order."""
+        """Calibrated class probabilities per task (columns in ``label_names`` order), in
+        input order: the softmax of the logits divided by the head's temperature."""
+        temperatures = self.temperatures
+        return {
+            task: softmax(logits, temperatures[task])
+            for task, logits in self.predict_logits(inputs).items()
+        }
+
+    def predict_logits(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
+        """Raw logits per task (columns in ``label_names`` order), in input order."""
         if not inputs:
             return {task: np.zeros((0, len(n))) for task, n in self.label_names.items()}
         encoded = self.encode(inputs)
@@ -127,7 +146,7 @@ class BatchedClassifier:
         return probs
 
     def _predict(self, encoded: Sequence[Features]) -> dict[str, np.ndarray]:
-        return predict_probs(
+        return predict_logits(
             self._loaded.model,
             encoded,
             pad_id=self._pad_id,

@@ -36,6 +36,8 @@ class Report:
     labels: list[str]
     confusion: list[list[int]]
     """Rows are true labels, columns predictions, both in ``labels`` order."""
+    ece: float | None = None
+    """Expected calibration error of the probabilities, when they were scored."""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the shape ``finmon evaluate --json`` prints)."""
@@ -43,7 +45,14 @@ class Report:
 
     def summary(self) -> dict[str, float | int]:
         """The headline numbers only, as stored in the artifact's metrics."""
-        return {"n": self.n, "accuracy": self.accuracy, "macro_f1": self.macro_f1}
+        summary: dict[str, float | int] = {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+        }
+        if self.ece is not None:
+            summary["ece"] = self.ece
+        return summary
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
