@@ -1,7 +1,7 @@
 """Calibration of a head's probabilities: how far confidence is from accuracy, and the
 single temperature that brings them together.
 
-Alerts compare window scores built from p(bullish) − p(bearish), so over-confident
+Alerts compare window scores built from p(bullish) - p(bearish), so over-confident
 probabilities exaggerate every swing. Temperature scaling (dividing the logits by one
 fitted T) keeps every prediction's argmax and only reshapes its confidence.
 """

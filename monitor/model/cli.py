@@ -96,6 +96,12 @@ def _parse_sources(
     help="Source sampling weight ∝ rows ** (1/T): 1 = by size, larger = more even.",
 )
 @click.option(
+    "--epoch-batches",
+    type=_positive,
+    default=None,
+    help="Batches per epoch (default: one pass over every row).",
+)
+@click.option(
     "--teacher",
     "teachers",
     type=_existing_dir,
@@ -281,7 +287,9 @@ def classify_command(
 
     classifier = load_classifier(model_path, threads=threads, base_dir=base_dir)
     try:
-        results = classifier.classify([ModelInput(headline=t, body=body, target=target) for t in texts])
+        results = classifier.classify(
+            [ModelInput(headline=t, body=body, target=target) for t in texts]
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="TEXT") from exc
     for text, result in zip(texts, results, strict=True):

@@ -2,9 +2,9 @@
 
 Two layouts are read: ``text,label`` (one label per text, the Twitter sets) and
 ``id,text,entity,label,n_entities`` (one row per (headline, entity) with the label towards
-that entity, SEntFiN). Labels are accepted as the dataset's integer ids (resolved through ``labels.json`` next to
-the CSV, or the published dataset's id map when there is none) or as names, matched
-case-insensitively; ``negative``/``positive`` are synonyms of bearish/bullish. The
+that entity, SEntFiN). Labels are accepted as the dataset's integer ids (resolved through
+``labels.json`` next to the CSV, or the published dataset's id map when there is none) or
+as names, matched case-insensitively; ``negative``/``positive`` are synonyms of bearish/bullish. The
 model's own label order never depends on a dataset's ids: the sentiment dataset numbers
 its classes 0 Bearish, 1 Bullish, 2 Neutral while the model uses ``SENTIMENT_LABELS``.
 """

@@ -93,6 +93,3 @@ def evaluate_valid(
 def bearish_f1(report: dict[str, Any]) -> float:
     """The F1 of the bearish class in a sentiment report (what alerts live on)."""
     return float(next(c["f1"] for c in report["per_class"] if c["label"] == "bearish"))
-
-
-

@@ -84,6 +84,7 @@ class TrainConfig:
     threads: int | None = 2
     eval_batch_size: int = 128
     sampling_temperature: float = 1.0
+    epoch_batches: int | None = None
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
     max_ece: float = 0.05
@@ -103,7 +104,9 @@ class Source:
         head, sep, data_dir = spec.partition("=")
         task, _, name = head.partition(":")
         if not sep or task not in TASKS or not data_dir:
-            raise ValueError(f"source {spec!r}: expected TASK=DIR or TASK:NAME=DIR, TASK in {TASKS}")
+            raise ValueError(
+                f"source {spec!r}: expected TASK=DIR or TASK:NAME=DIR, TASK in {TASKS}"
+            )
         path = Path(data_dir)
         return cls(task, path, name or path.name)  # type: ignore[arg-type]
 
@@ -133,7 +136,9 @@ def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> lis
     name = f"{source.task}/{source.name}"
     views = [View(source.task, name, train, dev)]
     if has_targets(unique):
-        views.append(View(source.task, f"{name}/headline", headline_rows(train), headline_rows(dev)))
+        views.append(
+            View(source.task, f"{name}/headline", headline_rows(train), headline_rows(dev))
+        )
     return views
 
 
@@ -148,14 +153,17 @@ def make_batches(
     batch_size: int,
     temperature: float,
     rng: np.random.Generator,
+    total: int | None = None,
 ) -> list[tuple[int, list[int]]]:
     """One epoch of single-view batches, as (view index, row indices), shuffled together.
 
-    The epoch has as many batches as one pass over every row would; each view gets its
-    share of them by :func:`sampling_weights`, drawing its rows from successive random
-    permutations (so a view sampled above its size repeats rows only after using all of
-    them). Rows of a view are length-sorted inside pools of ``_POOL_BATCHES`` batches."""
-    total = sum(math.ceil(len(items) / batch_size) for items in views)
+    The epoch has ``total`` batches, by default as many as one pass over every row would
+    take (a shorter epoch suits a warm start, where most rows were learnt already); each
+    view gets its share of them by :func:`sampling_weights`, drawing its rows from
+    successive random permutations (so a view sampled above its size repeats rows only
+    after using all of them). Rows of a view are length-sorted inside pools of
+    ``_POOL_BATCHES`` batches."""
+    total = total or sum(math.ceil(len(items) / batch_size) for items in views)
     weights = sampling_weights([len(items) for items in views], temperature)
     batches: list[tuple[int, list[int]]] = []
     for v, items in enumerate(views):
@@ -187,7 +195,10 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
 
 
 def _dev_scores(
-    model: MultiTaskModel, views: Sequence[View], names: Mapping[str, Sequence[str]], pad_id: int,
+    model: MultiTaskModel,
+    views: Sequence[View],
+    names: Mapping[str, Sequence[str]],
+    pad_id: int,
     cfg: TrainConfig,
 ) -> dict[str, dict[str, float | int]]:
     """Each view's held-out slice scored: accuracy, macro-F1 and the rest of the summary."""
@@ -196,7 +207,10 @@ def _dev_scores(
         if not view.dev_features:
             continue
         logits = predict_logits(
-            model, view.dev_features, pad_id=pad_id, batch_size=cfg.eval_batch_size,
+            model,
+            view.dev_features,
+            pad_id=pad_id,
+            batch_size=cfg.eval_batch_size,
             device=torch.device("cpu"),
         )[view.task]
         y_true = view.dev["label"].to_numpy()
@@ -260,7 +274,10 @@ def _calibrate(
         logits = np.concatenate(
             [
                 predict_logits(
-                    model, v.dev_features, pad_id=pad_id, batch_size=cfg.eval_batch_size,
+                    model,
+                    v.dev_features,
+                    pad_id=pad_id,
+                    batch_size=cfg.eval_batch_size,
                     device=torch.device("cpu"),
                 )[task]
                 for v in task_views
@@ -287,7 +304,9 @@ def _warm_start(model: MultiTaskModel, init: Path) -> None:
     from monitor.model.artifact import ADAPTER_FILE, HEADS_FILE, read_meta
 
     meta = read_meta(init)
-    if meta["label_names"] != {task: list(head_names) for task, head_names in model.label_names.items()}:
+    if meta["label_names"] != {
+        task: list(head_names) for task, head_names in model.label_names.items()
+    }:
         raise ValueError(f"{init}: its label names differ from the training sources'")
     adapter = load_file(str(init / ADAPTER_FILE))
     result = set_peft_model_state_dict(model.encoder, adapter)
@@ -344,7 +363,13 @@ def train(
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     features = [view.features for view in views]
     steps_per_epoch = len(
-        make_batches(features, cfg.batch_size, cfg.sampling_temperature, np.random.default_rng(0))
+        make_batches(
+            features,
+            cfg.batch_size,
+            cfg.sampling_temperature,
+            np.random.default_rng(0),
+            cfg.epoch_batches,
+        )
     )
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(
@@ -355,7 +380,9 @@ def train(
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        batches = make_batches(features, cfg.batch_size, cfg.sampling_temperature, rng)
+        batches = make_batches(
+            features, cfg.batch_size, cfg.sampling_temperature, rng, cfg.epoch_batches
+        )
         running = 0.0
         progress = tqdm(
             batches,
@@ -391,9 +418,13 @@ def train(
                 "elapsed_s": round(time.monotonic() - started, 1),
             }
         )
-        tqdm.write(f"epoch {epoch}: train_loss={running / len(batches):.4f} selection={selection:.4f}")
+        tqdm.write(
+            f"epoch {epoch}: train_loss={running / len(batches):.4f} selection={selection:.4f}"
+        )
         for name, summary in dev.items():
-            tqdm.write(f"  {name}: accuracy={summary['accuracy']:.4f} macro_f1={summary['macro_f1']:.4f}")
+            tqdm.write(
+                f"  {name}: accuracy={summary['accuracy']:.4f} macro_f1={summary['macro_f1']:.4f}"
+            )
         if best is None or selection > best[0]:
             state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
             best = (selection, epoch, state)
@@ -416,9 +447,7 @@ def train(
             "config": asdict(cfg),
             "teachers": [str(p) for p in teachers],
             "init": str(init) if init else None,
-            "sources": [
-                {"task": s.task, "name": s.name, "dir": str(s.data_dir)} for s in sources
-            ],
+            "sources": [{"task": s.task, "name": s.name, "dir": str(s.data_dir)} for s in sources],
             "views": {
                 view.name: {
                     "train_rows_used": len(view.train),

@@ -142,7 +142,7 @@ def test_aggregate_counts_each_item_in_each_of_its_keys(items: list[Observation]
 
 
 def test_a_ticker_counts_the_sentiment_towards_it() -> None:
-    """"Acme gains, Widget slips": Acme's windows count bullish, Widget's bearish, and the
+    """ "Acme gains, Widget slips": Acme's windows count bullish, Widget's bearish, and the
     item's own (neutral) counts in the overall and topic windows and for other tickers."""
     obs = Observation(
         T,

@@ -49,7 +49,12 @@ def test_tiny_training_writes_a_loadable_artifact(tiny_artifacts: tuple[Path, Pa
     meta = read_meta(out)
     assert meta["training"]["config"]["max_length"] == 32
     views = meta["training"]["views"]
-    assert set(views) == {"topic/topic", "sentiment/sentiment", "sentiment/news", "sentiment/news/headline"}
+    assert set(views) == {
+        "topic/topic",
+        "sentiment/sentiment",
+        "sentiment/news",
+        "sentiment/news/headline",
+    }
     assert sum(v["sampling_weight"] for v in views.values()) == pytest.approx(1.0)
     assert meta["temperature"]["sentiment"] > 0
     metrics = json.loads((out / "metrics.json").read_text())
