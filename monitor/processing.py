@@ -185,7 +185,7 @@ class BatchProcessor:
         if items:
             pairs = list(items.values())
             news = [item for item, _ in pairs]
-            inputs, targets = model_inputs(news)
+            inputs, targets = model_inputs(news, with_targets=self.classifier.accepts_targets)
             verdicts = split_verdicts(news, targets, self.classifier.classify(inputs))
             prepared.classified = [
                 (ClassifiedItem(item, own, msg.origin, towards), msg)

@@ -56,11 +56,14 @@ def _mentions(text: str, word: str, *, exact: bool = False) -> bool:
     return re.search(pattern, text, 0 if exact else re.IGNORECASE) is not None
 
 
-def model_inputs(items: Sequence[NewsItem]) -> tuple[list[ModelInput], list[dict[str, str]]]:
+def model_inputs(
+    items: Sequence[NewsItem], *, with_targets: bool = True
+) -> tuple[list[ModelInput], list[dict[str, str]]]:
     """One batch's model inputs: every item's own (in item order), then one per located
     target (item by item, ticker by ticker); and the located targets of each item. The
-    targeted inputs ride in the same classifier call, so they are batched like the rest."""
-    targets = [locate_targets(item) for item in items]
+    targeted inputs ride in the same classifier call, so they are batched like the rest.
+    Without targets (a model not trained with them) every ticker keeps the item's own."""
+    targets = [locate_targets(item) if with_targets else {} for item in items]
     inputs = [ModelInput(item.headline, item.body) for item in items]
     inputs += [
         ModelInput(item.headline, item.body, target)

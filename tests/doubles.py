@@ -26,6 +26,7 @@ class KeywordClassifier:
     reads sentiment towards a company would."""
 
     model_version = "keyword-double-1"
+    accepts_targets = True
 
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []

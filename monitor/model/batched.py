@@ -72,6 +72,10 @@ class BatchedClassifier:
         return self._loaded.version
 
     @property
+    def accepts_targets(self) -> bool:
+        return bool(self._loaded.meta.get("targets", False))
+
+    @property
     def parallelism(self) -> str:
         """How a batch uses the hardware, for reports: device and CPU threads."""
         if self._device.type != "cpu":

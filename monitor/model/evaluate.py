@@ -38,14 +38,14 @@ def load_eval_frame(
 ) -> pd.DataFrame:
     """The rows to score: deduplicated against ``dedup_reference`` (a train CSV) if given;
     of an entity set, the rows of single- or multi-entity headlines only if asked; the
-    targets dropped (one row per headline) when ``use_targets`` is false."""
+    targets of an entity set dropped (one row per headline) when ``use_targets`` is false."""
     frame = load_split(csv_path, task, label_names)
     if entities != "all":
         if not has_targets(frame):
             raise ValueError(f"{csv_path}: --entities {entities} needs an entity set")
         multi = frame["n_entities"] > 1
         frame = frame[multi if entities == "multi" else ~multi].reset_index(drop=True)
-    if not use_targets:
+    if not use_targets and has_targets(frame):
         frame = frame.assign(target="", raw_target="").drop_duplicates("text")
         frame = frame.reset_index(drop=True)
     if dedup_reference is None:

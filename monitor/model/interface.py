@@ -47,4 +47,10 @@ class Classifier(Protocol):
     @property
     def model_version(self) -> str: ...
 
+    @property
+    def accepts_targets(self) -> bool:
+        """Whether `ModelInput.target` is understood (the model was trained with targets);
+        a classifier that does not must not be asked about targets."""
+        ...
+
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]: ...

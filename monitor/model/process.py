@@ -41,14 +41,14 @@ def _init_process() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _load(options: dict[str, Any]) -> str:
+def _load(options: dict[str, Any]) -> tuple[str, bool]:
     """Load the model (a task, not the pool's initializer, so that a bad path reaches the
     worker as its own exception); its version."""
     global _classifier
     from monitor.model.batched import load_classifier
 
     _classifier = load_classifier(**options)
-    return _classifier.model_version
+    return _classifier.model_version, _classifier.accepts_targets
 
 
 def _classify(inputs: list[ModelInput]) -> list[Classification]:
@@ -69,9 +69,9 @@ class ProcessClassifier:
     def __init__(self, **options: Any) -> None:
         self._options = options
         self._restarting = threading.Lock()
-        self._pool, self._version = self._start()
+        self._pool, (self._version, self._accepts_targets) = self._start()
 
-    def _start(self) -> tuple[ProcessPoolExecutor, str]:
+    def _start(self) -> tuple[ProcessPoolExecutor, tuple[str, bool]]:
         pool = ProcessPoolExecutor(
             max_workers=1,
             # spawn: a fork of a worker that already runs threads (Kafka, scheduler) is unsafe
@@ -88,6 +88,10 @@ class ProcessClassifier:
     def model_version(self) -> str:
         return self._version
 
+    @property
+    def accepts_targets(self) -> bool:
+        return self._accepts_targets
+
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         if not inputs:
             return []
@@ -99,7 +103,7 @@ class ProcessClassifier:
                 if self._pool is pool:
                     log.error("the inference process died; starting a new one")
                     pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool, self._version = self._start()
+                    self._pool, (self._version, self._accepts_targets) = self._start()
             raise
 
     def close(self) -> None:

@@ -85,6 +85,14 @@ def test_split_verdicts_gives_each_ticker_its_sentiment() -> None:
     ]
 
 
+def test_a_model_without_targets_is_never_asked_about_one() -> None:
+    news = [item("$ACME gains, $WDGT slips", ("ACME", "WDGT"))]
+    inputs, targets = model_inputs(news, with_targets=False)
+    assert [i.target for i in inputs] == [None] and targets == [{}]
+    ((own, tickers),) = split_verdicts(news, targets, [verdict("bullish", 0.5)])
+    assert [(t.sentiment, t.target) for t in tickers] == [("bullish", None)] * 2
+
+
 def test_split_verdicts_refuses_a_count_mismatch() -> None:
     news = [item("$A1 up, $B2 down", ("A1", "B2"))]
     _, targets = model_inputs(news)

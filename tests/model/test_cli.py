@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import main
-from monitor.model.artifact import read_meta
+from monitor.model.artifact import DEFAULT_ARTIFACT, read_meta
 from monitor.model.batched import load_classifier
 from monitor.model.interface import ModelInput
 from tests.model.conftest import FIXTURES
@@ -68,8 +68,35 @@ def test_tiny_training_writes_a_loadable_artifact(tiny_artifacts: tuple[Path, Pa
     assert sum(f.stat().st_size for f in out.iterdir()) < 10 * 1024 * 1024
     classifier = load_classifier(out, device="cpu")
     assert classifier.model_version.startswith("tiny-a+")
+    assert classifier.accepts_targets
     (result,) = classifier.classify([ModelInput("Acme shares jump")])
     assert result.sentiment in {"bearish", "neutral", "bullish"}
+
+
+def test_distillation_from_a_teacher_and_a_warm_start(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A student trained on a teacher's soft labels (here the tiny artifact), starting
+    from another artifact's weights, records both; the mixed loss trains (it falls)."""
+    teacher, _ = tiny_artifacts
+    out = tmp_path / "student"
+    run(
+        *TINY_TRAIN, "--out", str(out), "--skip-valid", "--teacher", str(teacher),
+        "--init", str(teacher), "--distill-weight", "0.7",
+    )  # fmt: skip
+    meta = read_meta(out)
+    assert meta["training"]["teachers"] == [str(teacher)]
+    assert meta["training"]["init"] == str(teacher)
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_a_warm_start_refuses_an_adapter_of_another_rank(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--init", str(DEFAULT_ARTIFACT)]
+    )
+    assert isinstance(result.exception, ValueError)
+    assert "adapter does not fit" in str(result.exception)
 
 
 def test_training_is_reproducible(tiny_artifacts: tuple[Path, Path]) -> None:
