@@ -309,9 +309,7 @@ def _warm_start(model: MultiTaskModel, init: Path) -> None:
     }:
         raise ValueError(f"{init}: its label names differ from the training sources'")
     adapter = load_file(str(init / ADAPTER_FILE))
-    own = {
-        name.replace(".default", ""): p.shape for name, p in model.encoder.named_parameters()
-    }
+    own = {name.replace(".default", ""): p.shape for name, p in model.encoder.named_parameters()}
     misfits = [k for k, v in adapter.items() if own.get(k) not in (None, v.shape)]
     result = set_peft_model_state_dict(model.encoder, adapter) if not misfits else None
     if misfits or (result is not None and result.unexpected_keys):

@@ -89,7 +89,7 @@ def test_a_model_without_targets_is_never_asked_about_one() -> None:
     news = [item("$ACME gains, $WDGT slips", ("ACME", "WDGT"))]
     inputs, targets = model_inputs(news, with_targets=False)
     assert [i.target for i in inputs] == [None] and targets == [{}]
-    ((own, tickers),) = split_verdicts(news, targets, [verdict("bullish", 0.5)])
+    ((_, tickers),) = split_verdicts(news, targets, [verdict("bullish", 0.5)])
     assert [(t.sentiment, t.target) for t in tickers] == [("bullish", None)] * 2
 
 
