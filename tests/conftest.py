@@ -14,7 +14,9 @@ from sqlalchemy import Engine, text
 from monitor.db.engine import make_engine, upgrade
 from tests.doubles import KeywordClassifier
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+"""The checkout the tests run from (its docs and config.toml are under test too)."""
+SHARED_DATA = REPO.parent / "shared" / "data"
 PG_URL = os.environ.get(
     "FINMON_TEST_PG_URL", "postgresql+psycopg://finmon:finmon@127.0.0.1:5432/finmon_test"
 )

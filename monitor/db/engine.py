@@ -8,9 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
-from monitor.settings import REPO_ROOT
-
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
+from monitor.resources import migrations_dir
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -35,7 +33,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 

@@ -32,7 +32,6 @@ METRICS_FILE = "metrics.json"
 HEADS_FILE = "heads.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
 FORMAT_VERSION = 1
-DEFAULT_ARTIFACT = Path(__file__).resolve().parents[2] / "models" / "finmon-minilm-v1"
 
 
 class BaseMismatchError(ValueError):

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from monitor.model.artifact import DEFAULT_ARTIFACT, LoadedArtifact, load_artifact
+from monitor.model.artifact import LoadedArtifact, load_artifact
 from monitor.model.encoding import Features, encode_items, token_balanced_slices
 from monitor.model.inference import predict_probs
 from monitor.model.interface import SENTIMENT_LABELS, Classification, ModelInput
 from monitor.model.text import normalise_text
+from monitor.resources import bundled_artifact
 
 CpuParallelism = Literal["split-batch", "intra-op"]
 MIN_ITEMS_PER_SLICE = 4
@@ -70,6 +71,10 @@ class BatchedClassifier:
     @property
     def model_version(self) -> str:
         return self._loaded.version
+
+    def ready(self) -> bool:
+        """Always: the model lives in this process, so it is up whenever this code runs."""
+        return True
 
     @property
     def parallelism(self) -> str:
@@ -172,7 +177,7 @@ def load_classifier(
     base_dir: str | Path | None = None,
     cpu_parallelism: CpuParallelism = "split-batch",
 ) -> BatchedClassifier:
-    """Load an artifact (the committed ``models/finmon-minilm-v1`` by default) for serving.
+    """Load an artifact (by default the bundled default, `monitor.resources`) for serving.
 
     ``threads`` is the CPU cores inference uses (default: all CPUs). With ``split-batch``
     each batch is cut into ``threads + SPARE_SLICES`` slices run at once, single-threaded:
@@ -191,7 +196,7 @@ def load_classifier(
     split = cpu_parallelism == "split-batch" and target.type == "cpu"
     torch.set_num_threads(1 if split else threads)
     loaded = load_artifact(
-        Path(path) if path else DEFAULT_ARTIFACT, Path(base_dir) if base_dir else None
+        Path(path) if path else bundled_artifact(), Path(base_dir) if base_dir else None
     )
     loaded.model.to(target)
     return BatchedClassifier(

@@ -10,11 +10,14 @@ import pytest
 from pydantic import ValidationError
 
 from monitor.logging_setup import RedactSecrets
-from monitor.settings import DEFAULT_CONFIG, load_settings
+from monitor.settings import load_settings
+from tests.conftest import REPO
+
+REPO_CONFIG = REPO / "config.toml"
 
 
 def test_shipped_config_is_valid() -> None:
-    settings = load_settings(DEFAULT_CONFIG)
+    settings = load_settings(REPO_CONFIG)
     assert settings.windows.sizes == [
         timedelta(minutes=1),
         timedelta(minutes=5),
@@ -78,7 +81,7 @@ def test_bootstrap_servers_from_env(
     monkeypatch: pytest.MonkeyPatch, value: str, servers: list[str]
 ) -> None:
     monkeypatch.setenv("FINMON_KAFKA__BOOTSTRAP_SERVERS", value)
-    assert load_settings(DEFAULT_CONFIG).kafka.bootstrap_servers == servers
+    assert load_settings(REPO_CONFIG).kafka.bootstrap_servers == servers
 
 
 def test_secrets_named_by_alert_channels_are_redacted(

@@ -73,7 +73,7 @@ class WorkerHarness:
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "monitor", "worker"]
+        return [sys.executable, "-m", "finmon", "worker"]
 
     def start(self, *, wait: bool = True) -> WorkerHarness:
         log = self.log_path.open("ab")

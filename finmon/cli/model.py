@@ -18,7 +18,7 @@ _model_option = click.option(
     "model_path",
     type=_existing_dir,
     default=None,
-    help="Artifact directory (default: the committed models/finmon-minilm-v1).",
+    help="Artifact directory (default: the bundled default artifact, see models/).",
 )
 _base_option = click.option(
     "--base",
@@ -203,9 +203,3 @@ def classify_command(
             f"  sentiment: {result.sentiment} score={result.sentiment_score:+.3f} [{probs}]"
         )
     click.echo(f"model: {classifier.model_version}")
-
-
-def register(group: click.Group) -> None:
-    """Add the model commands to the top-level ``finmon`` group."""
-    for command in (train_command, evaluate_command, classify_command):
-        group.add_command(command)
