@@ -9,6 +9,7 @@ import pandas as pd
 from sqlalchemy import Engine, inspect, select
 
 from alerts.models import AlertRow
+from monitor.db.models import table
 
 SPAN_COLUMNS = ["key", "rule", "severity", "start", "until"]
 
@@ -24,7 +25,7 @@ def load_alert_spans(
     end of its newest anomalous window. Empty when the database has no alerts table."""
     if not keys or not inspect(engine).has_table("alerts"):
         return pd.DataFrame(columns=SPAN_COLUMNS)
-    a = AlertRow.__table__.c
+    a = table(AlertRow).c
     statement = select(
         a.key, a.rule, a.severity, a.window_seconds, a.started_at, a.anomalous_until
     ).where(a.dimension == dimension, a.key.in_(list(keys)))

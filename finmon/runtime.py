@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -37,7 +38,7 @@ def load_classifier(settings: Settings, *, own_process: bool = False) -> Classif
     """The configured adapted model, loaded once (it is the slow part of start-up); in a
     process of its own with `own_process` (the worker's default, `model.own_process`)."""
     model = settings.model
-    options = {
+    options: dict[str, Any] = {
         "path": settings.model_path,
         "base_dir": settings.resolve(model.base_path) if model.base_path else None,
         "device": model.device,

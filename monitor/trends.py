@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
-from monitor.db.models import TrendWindowRow
+from monitor.db.models import TrendWindowRow, table
 from monitor.durations import format_duration
 from monitor.windows import ALL_KEY
 
@@ -57,7 +57,7 @@ class TrendQuery:
 
 def load_trends(engine: Engine, query: TrendQuery) -> pd.DataFrame:
     """The windows of `query` as a frame with `COLUMNS`, keys in order of item count."""
-    t = TrendWindowRow.__table__.c
+    t = table(TrendWindowRow).c
     scope = [t.dimension == query.dimension, t.window_seconds == query.window_seconds]
     if query.since is not None:
         scope.append(t.window_end > query.since)
@@ -97,7 +97,7 @@ def _keys(conn: Connection, query: TrendQuery, scope: list[ColumnElement[bool]])
         return [ALL_KEY]
     if query.key is not None:
         return [query.key]
-    t = TrendWindowRow.__table__.c
+    t = table(TrendWindowRow).c
     items = func.sum(t.n_total)
     ranked = select(t.key).where(*scope).group_by(t.key).order_by(items.desc(), t.key)
     return list(conn.scalars(ranked.limit(query.top)))

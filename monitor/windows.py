@@ -84,7 +84,7 @@ def keys_for(obs: Observation, sizes: Iterable[timedelta]) -> list[WindowKey]:
 
 def _key_tuples(obs: Observation, steps: list[int]) -> list[tuple[int, datetime, str, str]]:
     pairs = [("all", ALL_KEY), ("topic", obs.topic), *(("ticker", t) for t in obs.tickers)]
-    keys = []
+    keys: list[tuple[int, datetime, str, str]] = []
     for step in steps:
         start = window_start(obs.published_at, timedelta(seconds=step))
         keys.extend((step, start, dim, key) for dim, key in pairs)

@@ -29,7 +29,8 @@ from pipelines.kafka_security import faust_credentials
 def _raw_message(event: faust.types.EventT) -> RawMessage:
     message = event.message
     ts = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
-    return RawMessage(message.value, Origin(message.topic, message.partition, message.offset, ts))
+    value = message.value if message.value is not None else b""  # a tombstone: dead-lettered
+    return RawMessage(value, Origin(message.topic, message.partition, message.offset, ts))
 
 
 def _faust_datadir() -> Path:
@@ -99,7 +100,7 @@ def create_app(
         # the agent. Events one by one, not `take(within=...)`: take's timer restarts after
         # every batch it yields, and polling it often enough to stamp arrivals keeps an idle
         # worker busy (docs/performance.md).
-        manual = stream.noack()
+        manual = stream.noack()  # type: ignore[attr-defined]  # Stream has it, StreamT does not
 
         async def ack(events: Sequence[faust.types.EventT]) -> None:
             for event in events:

@@ -36,4 +36,5 @@ def bound_fetch_wait(app: faust.App, fetch_max_wait_ms: int) -> None:
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return Thread(self, loop=self.loop, beacon=self.beacon)
 
+    # Transport.Consumer is a ClassVar in faust's types; this app's transport gets its own
     app.transport.Consumer = Consumer  # type: ignore[misc]

@@ -115,7 +115,8 @@ def attach_scheduler(app: faust.App, scheduler: BackgroundScheduler) -> None:
     async def start_jobs() -> None:
         scheduler.start()
 
-    @app.on_before_shutdown.connect
-    async def stop_jobs(app: faust.App, **_: object) -> None:
+    # faust types a handler as a union of two callables, which mypy matches no function to
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_jobs(app: faust.App, **_: Any) -> None:
         if scheduler.running:
             scheduler.shutdown(wait=True)

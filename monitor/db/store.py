@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow, UTCDateTime
+from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow, UTCDateTime, table
 from monitor.pipeline_types import ClassifiedItem
 from monitor.windows import Observation, WindowCounts, WindowKey, aggregate
 
@@ -103,10 +103,10 @@ class NewsStore:
     ) -> list[ClassifiedItem]:
         if not duplicates:
             return []
-        table = NewsItemRow.__table__
+        items = table(NewsItemRow)
         ids = [d.item.id for d in duplicates]
         stored = dict(
-            conn.execute(select(table.c.id, table.c.content_hash).where(table.c.id.in_(ids))).all()
+            conn.execute(select(items.c.id, items.c.content_hash).where(items.c.id.in_(ids))).all()
         )
         return [d for d in duplicates if stored.get(d.item.id) != d.item.content_hash]
 
@@ -151,14 +151,14 @@ def _statements(dialect: str) -> _Statements:
     def insert(table: Table) -> Any:
         return _insert_json_rowset(table) if dialect == "postgresql" else sqlite.insert(table)
 
-    items = NewsItemRow.__table__
-    windows = TrendWindowRow.__table__
+    items = table(NewsItemRow)
+    windows = table(TrendWindowRow)
     upsert = insert(windows)
     excluded = upsert.excluded
     total = windows.c.n_total + excluded.n_total
     return _Statements(
         items=insert(items).on_conflict_do_nothing(index_elements=["id"]).returning(items.c.id),
-        tickers=insert(NewsItemTickerRow.__table__),
+        tickers=insert(table(NewsItemTickerRow)),
         windows=upsert.on_conflict_do_update(
             index_elements=["window_seconds", "window_start", "dimension", "key"],
             set_={
