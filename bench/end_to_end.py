@@ -39,19 +39,18 @@ from sqlalchemy import Engine, create_engine, make_url, select, text
 from tqdm import tqdm
 
 from bench.workload import Workload, encode
-from monitor.db.engine import make_engine, upgrade
-from monitor.db.models import NewsItemRow
-from monitor.settings import KafkaSettings
-from pipelines.topics import ensure_topics
-from tests.conftest import port_open
-from tests.e2e.harness import (
-    KAFKA_BOOTSTRAP,
+from harness.stack import KAFKA_BOOTSTRAP, port_open
+from harness.worker import (
     WorkerHarness,
     consume,
     produce,
     stored_count,
     window_total,
 )
+from monitor.db.engine import make_engine, upgrade
+from monitor.db.models import NewsItemRow
+from monitor.settings import KafkaSettings
+from pipelines.topics import ensure_topics
 
 DEFAULT_PG_URL = "postgresql+psycopg://finmon:finmon@127.0.0.1:5432/finmon_bench"
 BACKLOG_MARGIN = 1.3

@@ -4,8 +4,8 @@ aiokafka keeps one fetch request in flight per broker. A partition whose records
 buffered when that request was built is left out of it, and is fetched again only once the
 request returns: when data arrives in one of the partitions it names, or after its maximum
 wait. Faust fixes that wait at 1.5 s and does not expose it, so on a quiet or bursty feed a
-news item could sit 1.5 s in the broker before the worker saw it; at half load on two cores
-those waits were the benchmark's latency tail (docs/performance.md). A short wait bounds
+news item could sit 1.5 s in the broker before the worker saw it; at half load those waits
+were the benchmark's latency tail (docs/performance.md). A short wait bounds
 that delay; the cost is one fetch request per wait while the input is idle.
 
 Faust builds the consumer in `AIOKafkaConsumerThread._create_worker_consumer`, with no

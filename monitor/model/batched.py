@@ -38,8 +38,7 @@ class BatchedClassifier:
     short texts this matches torch's own multi-threaded ops when the CPU is idle, and it
     keeps its speed when the CPU is shared: a multi-threaded op waits at a barrier for its
     slowest thread, so one core taken by the worker's SQL, Kafka or PostgreSQL stalls every
-    op (measured on 2 cores: 116 vs 284 items/s beside a process using a quarter of a core;
-    docs/performance.md).
+    op (the measurements are in docs/performance.md).
     """
 
     def __init__(
@@ -183,10 +182,9 @@ def load_classifier(
     each batch is cut into ``threads + SPARE_SLICES`` slices run at once, single-threaded:
     more slices than cores, so that when another process takes a core for a moment the
     other slices keep every core busy instead of the batch waiting for the preempted one,
-    and the last slice of a batch leaves a core idle for less time. Measured on 2 cores
-    (docs/performance.md): one spare slice instead of none, 0.71 instead of 0.61 of the
-    classifier's own speed end to end; two instead of one, +4-5 % end to end (the machine
-    8 % idle -> 5 %) at the same speed alone. With ``intra-op`` torch parallelises each op
+    and the last slice of a batch leaves a core idle for less time (the number of spare
+    slices was chosen by the end-to-end benchmark: docs/performance.md). With ``intra-op``
+    torch parallelises each op
     over ``threads``. Either way this sets torch's process-wide thread count. There is
     deliberately no int8 option: dynamic int8 cost 0.8 points of topic accuracy (see the
     model card).

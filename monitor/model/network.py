@@ -2,8 +2,8 @@
 
 Mean pooling over the attention mask matches how all-MiniLM-L6-v2 was pre-trained (as a
 sentence-transformers model), and it beat the CLS vector in a linear probe on this data
-(see models/MODEL_CARD.md). Masking the padding out of the mean is what makes an item's
-result independent of the batch it is padded into.
+(see the artifact's model card, models/finmon-minilm-v1/MODEL_CARD.md). Masking the padding
+out of the mean is what makes an item's result independent of the batch it is padded into.
 """
 
 from __future__ import annotations

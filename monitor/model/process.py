@@ -2,10 +2,10 @@
 
 A torch forward pass on short texts is hundreds of small ops, and the thread running it
 takes the GIL back after each one. In the worker, the Faust event loop, the Kafka client and
-the SQL store hold the GIL in between, and inference ran 45-60 % slower than alone even with
-the CPU a quarter idle (docs/performance.md). Behind a process boundary the model has an
-interpreter of its own; the worker only pickles the texts in and the verdicts out (well
-under a millisecond per batch).
+the SQL store hold the GIL in between, and inference ran far slower than alone even with
+CPU to spare (docs/performance.md). Behind a process boundary the model has an interpreter
+of its own; the worker only pickles the texts in and the verdicts out, which costs little
+next to inference.
 
 `ProcessClassifier` implements `Classifier`, so the worker, replay and the tests do not
 know where the model runs. This module must not import torch: the worker process then never

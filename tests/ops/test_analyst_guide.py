@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.conftest import PG_URL, REPO, _truncate
+from harness.stack import PG_URL
+from tests.conftest import REPO, _truncate
 from tests.ops.seeding import replay_sample, write_config
 
 pytestmark = pytest.mark.stack

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from tests.conftest import PG_URL
-from tests.e2e.harness import (
+from harness.stack import PG_URL
+from harness.worker import (
     REPO,
     WorkerHarness,
     news,
