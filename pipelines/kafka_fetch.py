@@ -11,7 +11,7 @@ that delay; the cost is one fetch request per wait while the input is idle.
 Faust builds the consumer in `AIOKafkaConsumerThread._create_worker_consumer`, with no
 setting for the wait. The subclasses below change only that value, on the aiokafka consumer
 before it starts (its `Fetcher` is built from it in `start()`);
-tests/e2e/test_kafka_fetch.py starts one on the broker and reads the wait its fetcher sends.
+tests/pipelines/test_kafka_fetch.py starts one on the broker and reads the wait its fetcher sends.
 """
 
 from __future__ import annotations
