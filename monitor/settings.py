@@ -15,7 +15,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -25,7 +33,7 @@ from pydantic_settings import (
 )
 
 from monitor.durations import parse_duration
-from monitor.resources import DEFAULT_ARTIFACT_NAME, bundled_artifact
+from monitor.resources import DEFAULT_ARTIFACT_NAME, bundled_artifact, bundled_artifacts
 
 DEFAULT_CONFIG = Path("config.toml")
 """Looked for in the current directory when neither `-c` nor `$FINMON_CONFIG` names one."""
@@ -116,6 +124,14 @@ class ModelSettings(Section):
     cpu_parallelism: Literal["split-batch", "intra-op"] = "split-batch"
     """How those cores share a batch: `threads + 2` slices of it, each run single-threaded
     (robust when the worker's other work shares the cores), or torch splits every op."""
+
+    @model_validator(mode="after")
+    def _artifact_is_bundled(self) -> ModelSettings:
+        # checked at start, with the other settings, rather than when the model loads
+        if self.path is None and self.artifact not in bundled_artifacts():
+            shipped = ", ".join(bundled_artifacts()) or "none"
+            raise ValueError(f"no bundled model artifact {self.artifact!r} (shipped: {shipped})")
+        return self
 
 
 class IngestSettings(Section):

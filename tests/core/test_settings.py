@@ -149,11 +149,13 @@ def test_model_path_takes_precedence_over_the_bundled_artifact(tmp_path: Path) -
     assert load_settings(path).model_path == tmp_path / "mine"
 
 
-def test_an_unknown_bundled_artifact_names_the_shipped_ones(tmp_path: Path) -> None:
+def test_an_unknown_bundled_artifact_is_a_config_error_naming_the_shipped_ones(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[model]\nartifact = "no-such-artifact"\n')
-    with pytest.raises(FileNotFoundError, match=DEFAULT_ARTIFACT_NAME):
-        load_settings(path).model_path  # noqa: B018
+    with pytest.raises(ValidationError, match=DEFAULT_ARTIFACT_NAME):
+        load_settings(path)
 
 
 def test_a_missing_explicit_config_is_an_error(
