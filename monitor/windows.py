@@ -107,7 +107,7 @@ def _entries(
         ("topic", obs.topic, own),
         *(("ticker", t, towards.get(t, own)) for t in obs.tickers),
     ]
-    entries = []
+    entries: list[tuple[tuple[int, datetime, str, str], str, float]] = []
     for step in steps:
         start = window_start(obs.published_at, timedelta(seconds=step))
         entries.extend(((step, start, dim, key), s, score) for dim, key, (s, score) in pairs)
@@ -124,8 +124,9 @@ def aggregate(
     """Sum observations into per-window deltas, ready to be added to stored rows.
 
     Summed in plain tuples and lists, and made `WindowKey`s and `WindowCounts` once per
-    window: a batch of 128 items counts in ~1100 (window, key) pairs but only ~150 distinct
-    windows, and building the objects per pair was ~8 % of the worker's main process."""
+    window: a batch counts in several (window, key) pairs per item but touches far fewer
+    distinct windows, and building the objects per pair was a visible share of the worker's
+    CPU (docs/performance.md)."""
     steps = [int(size.total_seconds()) for size in sizes]
     sums: dict[tuple[int, datetime, str, str], list[float]] = {}
     for obs in observations:

@@ -31,6 +31,9 @@ class KeywordClassifier:
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []
 
+    def ready(self) -> bool:
+        return True
+
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         self.batch_sizes.append(len(inputs))
         return [self._one(_clause(i.headline, i.target)) for i in inputs]

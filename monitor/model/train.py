@@ -108,7 +108,7 @@ class Source:
                 f"source {spec!r}: expected TASK=DIR or TASK:NAME=DIR, TASK in {TASKS}"
             )
         path = Path(data_dir)
-        return cls(task, path, name or path.name)  # type: ignore[arg-type]
+        return cls(task, path, name or path.name)
 
 
 @dataclass
@@ -145,7 +145,8 @@ def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> lis
 def sampling_weights(sizes: Sequence[int], temperature: float) -> np.ndarray:
     """Temperature-balanced sampling: weight ∝ size ** (1 / T), normalised to sum 1."""
     raw = np.asarray(sizes, dtype=float) ** (1.0 / temperature)
-    return raw / raw.sum()
+    weights: np.ndarray = raw / raw.sum()
+    return weights
 
 
 def make_batches(
@@ -337,7 +338,9 @@ def train(
     if missing:
         raise ValueError(f"no source for task(s) {sorted(missing)}: every head needs data")
     first = {task: next(s for s in sources if s.task == task) for task in TASKS}
-    names = {task: model_label_names(task, first[task].data_dir) for task in TASKS}
+    names: dict[str, tuple[str, ...]] = {
+        task: model_label_names(task, first[task].data_dir) for task in TASKS
+    }
     views = [view for source in sources for view in prepare_views(source, names[source.task], cfg)]
 
     base = identify_base(base_dir)

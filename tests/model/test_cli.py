@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from monitor.cli import main
-from monitor.model.artifact import DEFAULT_ARTIFACT, read_meta
+from finmon.cli import main
+from monitor.model.artifact import read_meta
 from monitor.model.batched import load_classifier
 from monitor.model.interface import ModelInput
+from monitor.resources import bundled_artifact
 from tests.model.conftest import FIXTURES
 
 TINY_TRAIN = [
@@ -93,7 +94,7 @@ def test_distillation_from_a_teacher_and_a_warm_start(
 
 def test_a_warm_start_refuses_an_adapter_of_another_rank(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--init", str(DEFAULT_ARTIFACT)]
+        main, [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--init", str(bundled_artifact())]
     )
     assert isinstance(result.exception, ValueError)
     assert "adapter does not fit" in str(result.exception)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -23,7 +23,7 @@ _model_option = click.option(
     "model_path",
     type=_existing_dir,
     default=None,
-    help="Artifact directory (default: the committed models/finmon-minilm-v1).",
+    help="Artifact directory (default: the bundled default artifact, see models/).",
 )
 _base_option = click.option(
     "--base",
@@ -39,7 +39,7 @@ _threads_option = click.option(
 
 def _parse_sources(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
-) -> list[object]:
+) -> list[Source]:
     from monitor.model.train import Source
 
     sources = []
@@ -140,6 +140,7 @@ def train_command(
     from monitor.model.evaluate import evaluate_valid
     from monitor.model.train import TrainConfig, train
 
+    # click passes the remaining options by name, each typed by its option (checked there)
     rank = int(options["lora_rank"])  # type: ignore[arg-type]
     cfg = TrainConfig(lora_alpha=lora_alpha or 2.0 * rank, **options)  # type: ignore[arg-type]
     metrics = train(sources, out, cfg, base_dir=base_dir, teachers=teachers, init=init)
@@ -219,6 +220,7 @@ def evaluate_command(
     """Score the model on a labelled CSV: text,label (labels as ids or names), or an entity
     set with an `entity` column, whose entity is the target of each row's sentiment."""
     from monitor.model.batched import load_classifier
+    from monitor.model.data import Task
     from monitor.model.evaluate import evaluate_frame, load_eval_frame
     from monitor.model.metrics import format_report, plot_confusion
 
@@ -227,12 +229,13 @@ def evaluate_command(
         reference = dedup_against or data_file.parent / "train.csv"
         if not reference.is_file():
             raise click.UsageError(f"--dedup needs a train CSV: {reference} does not exist")
+    checked_task = cast(Task, task)  # one of the --task choices
     classifier = load_classifier(model_path, threads=threads, base_dir=base_dir)
     names = classifier.label_names[task]
     try:
         frame = load_eval_frame(
             data_file,
-            task,  # type: ignore[arg-type]
+            checked_task,
             names,
             reference,
             entities=entities,
@@ -240,7 +243,7 @@ def evaluate_command(
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    report = evaluate_frame(classifier, frame, task)  # type: ignore[arg-type]
+    report = evaluate_frame(classifier, frame, checked_task)
     if plot:
         plot_confusion(report, plot, f"{task} — {data_file.name} — {classifier.model_version}")
     if as_json:
@@ -299,9 +302,3 @@ def classify_command(
             f"  sentiment: {result.sentiment} score={result.sentiment_score:+.3f} [{probs}]"
         )
     click.echo(f"model: {classifier.model_version}")
-
-
-def register(group: click.Group) -> None:
-    """Add the model commands to the top-level ``finmon`` group."""
-    for command in (train_command, evaluate_command, classify_command):
-        group.add_command(command)
