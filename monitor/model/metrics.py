@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,11 @@ class Report:
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the shape ``finmon evaluate --json`` prints)."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The inverse of :meth:`to_dict` (e.g. a report stored in an artifact's metrics)."""
+        return cls(**{**data, "per_class": [ClassScore(**c) for c in data["per_class"]]})
 
     def summary(self) -> dict[str, float | int]:
         """The headline numbers only, as stored in the artifact's metrics."""

@@ -296,6 +296,12 @@ def _calibrate(
     return report
 
 
+def _version_of(artifact: Path) -> str:
+    from monitor.model.artifact import model_version, read_meta
+
+    return model_version(artifact, read_meta(artifact))
+
+
 def _warm_start(model: MultiTaskModel, init: Path) -> None:
     """Start from an artifact's LoRA weights and heads (same base, rank and labels), so a
     new version can add sources without relearning what the old one knew."""
@@ -450,8 +456,9 @@ def train(
         "temperature": {task: c["temperature"] for task, c in calibration.items()},
         "training": {
             "config": asdict(cfg),
-            "teachers": [str(p) for p in teachers],
-            "init": str(init) if init else None,
+            # by version (name + weight hash), which identifies them wherever they lie
+            "teachers": [_version_of(p) for p in teachers],
+            "init": _version_of(init) if init else None,
             "sources": [{"task": s.task, "name": s.name, "dir": str(s.data_dir)} for s in sources],
             "views": {
                 view.name: {

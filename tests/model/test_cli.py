@@ -86,8 +86,9 @@ def test_distillation_from_a_teacher_and_a_warm_start(
         "--init", str(teacher), "--distill-weight", "0.7",
     )  # fmt: skip
     meta = read_meta(out)
-    assert meta["training"]["teachers"] == [str(teacher)]
-    assert meta["training"]["init"] == str(teacher)
+    version = load_classifier(teacher, device="cpu").model_version
+    assert meta["training"]["teachers"] == [version]
+    assert meta["training"]["init"] == version
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert history[1]["train_loss"] < history[0]["train_loss"]
 
@@ -133,7 +134,7 @@ def test_evaluate_table_output() -> None:
 def test_classify_prints_each_text() -> None:
     out = run("classify", "Acme upgraded to Buy", "Oil falls 5%")
     assert out.count("topic:") == 2 and out.count("sentiment:") == 2
-    assert "model: finmon-minilm-v1+" in out
+    assert "model: finmon-minilm-v2+" in out
 
 
 def test_evaluate_reads_an_entity_set_with_and_without_targets() -> None:
