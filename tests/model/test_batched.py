@@ -185,5 +185,7 @@ def test_a_target_is_kept_whole_and_cut_last(real_model: BatchedClassifier) -> N
     ids = encode_item(tokenizer, "markets " * 500, LONG_BODY, limit, "Widget Corp")["input_ids"]
     assert len(ids) == limit
     assert ids[-len(target_ids) - 1 : -1] == target_ids
+    text_ids = tokenizer("Acme", add_special_tokens=False)["input_ids"]
     long_target = encode_item(tokenizer, "Acme", None, limit, "Acme " * 100)["input_ids"]
-    assert len(long_target) <= 1 + 1 + 1 + MAX_TARGET_TOKENS + 1
+    assert long_target[1 : 1 + len(text_ids)] == text_ids
+    assert len(long_target) == 1 + len(text_ids) + 1 + MAX_TARGET_TOKENS + 1
