@@ -33,6 +33,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 
@@ -192,8 +193,10 @@ class Hasher:
         high = np.iinfo(np.uint64).max
         self._a = rng.integers(1, high, size=policy.num_perm, dtype=np.uint64, endpoint=True) | 1
         self._b = rng.integers(0, high, size=policy.num_perm, dtype=np.uint64, endpoint=True)
+        # Candidates come back batch after batch: their fingerprints are worth remembering.
+        self.fingerprint = lru_cache(maxsize=16384)(self._fingerprint)
 
-    def fingerprint(self, headline: str) -> Fingerprint:
+    def _fingerprint(self, headline: str) -> Fingerprint:
         found = words(headline)
         toks = frozenset(found)
         return Fingerprint(

@@ -15,6 +15,7 @@ from monitor.contract import IngestPolicy
 from monitor.db.engine import make_engine, upgrade
 from monitor.db.store import NewsStore
 from monitor.model.interface import Classifier
+from monitor.novelty import Linker, NoveltyPolicy
 from monitor.pipeline_types import RawMessage
 from monitor.processing import BatchOutcome, BatchProcessor, PreparedBatch
 from monitor.settings import Settings
@@ -32,6 +33,14 @@ def ingest_policy(settings: Settings) -> IngestPolicy:
         max_future_skew=s.max_future_skew,
         max_age=s.max_age,
     )
+
+
+def story_linker(settings: Settings) -> Linker | None:
+    """The story linker of `[novelty]`, or None when it is off."""
+    s = settings.novelty
+    if not s.enabled:
+        return None
+    return Linker(NoveltyPolicy(horizon=s.horizon, jaccard=s.jaccard, containment=s.containment))
 
 
 def load_classifier(settings: Settings, *, own_process: bool = False) -> Classifier:
@@ -68,7 +77,7 @@ class Runtime:
         self.settings = settings
         self.engine = engine
         self.classifier = classifier
-        self.store = NewsStore(engine, settings.windows.sizes)
+        self.store = NewsStore(engine, settings.windows.sizes, story_linker(settings))
         self.processor = BatchProcessor(classifier, self.store, ingest_policy(settings))
         self.alerts = alerts
 

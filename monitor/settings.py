@@ -126,6 +126,15 @@ class IngestSettings(Section):
     """`published_at` older than this is rejected: it would only rewrite history."""
 
 
+class NoveltySettings(Section):
+    """Story linking (`monitor.novelty`): which stored items retell a story already seen."""
+
+    enabled: bool = True
+    horizon: Duration = timedelta(hours=24)
+    jaccard: float = Field(default=0.6, gt=0, le=1)
+    containment: float = Field(default=0.75, gt=0, le=1)
+
+
 class WebSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -160,6 +169,7 @@ class Settings(BaseSettings):
     windows: WindowSettings = WindowSettings()
     model: ModelSettings = ModelSettings()
     ingest: IngestSettings = IngestSettings()
+    novelty: NoveltySettings = NoveltySettings()
     web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
     retention: RetentionSettings = RetentionSettings()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -85,6 +86,10 @@ class NewsItemRow(Base):
     kafka_topic: Mapped[str | None] = mapped_column(String(255))
     kafka_partition: Mapped[int | None] = mapped_column(Integer)
     kafka_offset: Mapped[int | None] = mapped_column(Integer)
+    story_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    """The id of the first stored item of this item's story (its own id when novel);
+    NULL for items stored before stories existed (migration 0006) or with novelty off."""
+    is_novel: Mapped[bool | None] = mapped_column()
 
 
 class NewsItemTickerRow(Base):
@@ -99,6 +104,20 @@ class NewsItemTickerRow(Base):
     published_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_news_item_tickers_ticker_published", "ticker", "published_at"),)
+
+
+class NewsItemBandRow(Base):
+    """The MinHash/LSH band keys of recent items (`monitor.novelty`): two items sharing a
+    band are candidates for one story. Kept for the novelty horizon (retention deletes
+    older ones), so candidates are found by an index lookup, by every worker alike."""
+
+    __tablename__ = "news_item_bands"
+
+    band: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    item_id: Mapped[str] = mapped_column(
+        String(256), ForeignKey("news_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class TrendWindowRow(Base):
@@ -117,6 +136,12 @@ class TrendWindowRow(Base):
     n_total: Mapped[int] = mapped_column(Integer)
     score_sum: Mapped[float] = mapped_column(Float)
     mean_score: Mapped[float] = mapped_column(Float)
+    n_novel: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Items of the window that started a story (`news_items.is_novel`): its stories."""
+    n_novel_bearish: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_novel_neutral: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_novel_bullish: Mapped[int] = mapped_column(Integer, server_default="0")
+    novel_score_sum: Mapped[float] = mapped_column(Float, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
