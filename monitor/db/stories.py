@@ -73,7 +73,6 @@ class StoryLinks:
                     keys.c.band.in_(bands[offset : offset + _CHUNK]),
                     keys.c.published_at.between(first, last),
                 )
-                .distinct()
             )
             for row in conn.execute(query):
                 found[row.id] = StoryItem(
