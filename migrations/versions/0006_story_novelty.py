@@ -1,4 +1,4 @@
-"""story novelty: story_id and is_novel per item, LSH bands, novel counts per window
+"""story novelty and feed intake: story_id/is_novel, LSH bands, novel counts, seen ids
 
 Revision ID: 0006
 Revises: 0003
@@ -32,9 +32,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_news_items_story_id"), ["story_id"], unique=False)
     with op.batch_alter_table("trend_windows", schema=None) as batch_op:
         for name in _NOVEL_COUNTS:
-            batch_op.add_column(
-                sa.Column(name, sa.Integer(), server_default="0", nullable=False)
-            )
+            batch_op.add_column(sa.Column(name, sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(
             sa.Column("novel_score_sum", sa.Float(), server_default="0", nullable=False)
         )
@@ -42,9 +40,7 @@ def upgrade() -> None:
         "news_item_bands",
         sa.Column("band", sa.BigInteger(), nullable=False),
         sa.Column("item_id", sa.String(length=256), nullable=False),
-        sa.Column(
-            "published_at", monitor.db.models.UTCDateTime(timezone=True), nullable=False
-        ),
+        sa.Column("published_at", monitor.db.models.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["item_id"],
             ["news_items.id"],
@@ -57,6 +53,15 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_news_item_bands_published_at"), ["published_at"], unique=False
         )
+    op.create_table(
+        "ingest_seen",
+        sa.Column("feed", sa.String(length=64), nullable=False),
+        sa.Column("item_id", sa.String(length=256), nullable=False),
+        sa.Column("seen_at", monitor.db.models.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("feed", "item_id", name=op.f("pk_ingest_seen")),
+    )
+    with op.batch_alter_table("ingest_seen", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_ingest_seen_seen_at"), ["seen_at"], unique=False)
     for name, select in VIEWS.items():
         op.execute(f"CREATE VIEW {name} AS {select}")
 
@@ -86,6 +91,7 @@ and one row per copy beside its story's first headline."""
 def downgrade() -> None:
     for name in reversed(VIEWS):
         op.execute(f"DROP VIEW IF EXISTS {name}")
+    op.drop_table("ingest_seen")
     with op.batch_alter_table("news_item_bands", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_news_item_bands_published_at"))
     op.drop_table("news_item_bands")

@@ -147,3 +147,14 @@ class TrendWindowRow(Base):
     __table_args__ = (
         Index("ix_trend_windows_lookup", "dimension", "key", "window_seconds", "window_start"),
     )
+
+
+class IngestSeenRow(Base):
+    """Ids `finmon ingest` has published, per feed, so a restart never republishes them;
+    forgotten after `ingest.seen_horizon` (the worker's dedup by id stays the final guard)."""
+
+    __tablename__ = "ingest_seen"
+
+    feed: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
