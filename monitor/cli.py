@@ -51,6 +51,22 @@ def worker(config_path: Path | None) -> None:
 
 
 @main.command()
+@config_option
+def ingest(config_path: Path | None) -> None:
+    """Poll the [[ingest.feeds]] and publish their new entries to the input topic."""
+    import asyncio
+
+    from ingest.run import run_ingest
+
+    settings = settings_from(config_path)
+    setup_logging(settings)
+    if not settings.ingest.feeds:
+        click.echo("finmon: no [[ingest.feeds]] configured", err=True)
+        sys.exit(2)
+    asyncio.run(run_ingest(settings))
+
+
+@main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @config_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
