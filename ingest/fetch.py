@@ -58,7 +58,8 @@ async def fetch(
         async with session.get(
             url,
             headers=headers,
-            max_redirects=max_redirects,
+            # aiohttp stops at the max_redirects-th redirect; ours is the number followed.
+            max_redirects=max_redirects + 1,
             allow_redirects=max_redirects > 0,
             timeout=aiohttp.ClientTimeout(total=seconds, sock_connect=seconds),
         ) as response:
