@@ -12,8 +12,9 @@ How two headlines are compared, and why:
   "UPDATE 2-", "(Reuters) -"), stop words dropped, plurals and a few irregular verb forms
   folded, and direction verbs ("rises", "gains", "jumps" ... / "falls", "slips" ...) folded
   into one token per direction. A set, so re-ordered clauses compare equal.
-- *Candidates by MinHash/LSH*: each token set gets a MinHash signature cut into bands; two
-  items are candidates when they share a band. Band keys are plain integers, so the store
+- *Candidates by MinHash/LSH*: each token set (its content words: not the direction and
+  negation markers) gets a MinHash signature cut into bands; two items are candidates when
+  they share at least two bands. Band keys are plain integers, so the store
   keeps them in SQL and finds candidates with an index lookup, across workers and restarts.
 - *Verification*: a candidate is the same story only when the exact Jaccard similarity of
   the token sets, or their containment (for a headline cut short), reaches the policy's
@@ -34,11 +35,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 _SEED = 20261202
 UP, DOWN, NEGATION = "+up", "-down", "~not"
+_MARKERS = frozenset({UP, DOWN, NEGATION})
 
 _LEADING_TAGS = re.compile(
     r"^\s*(?:(?:update|corrected|refile|wrapup|brief|exclusive|breaking|analysis|factbox)"
@@ -65,7 +68,7 @@ _UP_WORDS = _lexicon(
     soar soars soared climb climbs climbed rally rallies rallied up higher high beat beats
     topped tops top exceed exceeds exceeded raise raises raised boost boosts boosted lift
     lifts lifted upgrade upgrades upgraded increase increases increased advance advances
-    advanced record profit profits approve approves approved rebound rebounds
+    advanced record profit profits win wins approve approves approved rebound rebounds
     rebounded"""
 )
 _DOWN_WORDS = _lexicon(
@@ -100,9 +103,11 @@ class NoveltyPolicy:
     """Or: the share of the shorter headline's tokens found in the longer one ..."""
     min_contained_tokens: int = 4
     """... when the shorter one has at least this many tokens."""
-    bands: int = 16
-    rows: int = 2
-    """MinHash signature: `bands` x `rows` values; a candidate shares one band."""
+    bands: int = 20
+    rows: int = 3
+    min_shared_bands: int = 2
+    """MinHash signature: `bands` x `rows` values; a candidate shares `min_shared_bands`
+    bands (one band alone let in five times as many unrelated short headlines)."""
 
     @property
     def num_perm(self) -> int:
@@ -199,8 +204,14 @@ class Hasher:
     def _fingerprint(self, headline: str) -> Fingerprint:
         found = words(headline)
         toks = frozenset(found)
+        # Bands from the content words only: the direction and negation markers are in half
+        # of all headlines, and in short ones they made unrelated items candidates.
         return Fingerprint(
-            toks, self.band_keys(toks), found.count(UP), found.count(DOWN), found.count(NEGATION)
+            toks,
+            self.band_keys(toks - _MARKERS),
+            found.count(UP),
+            found.count(DOWN),
+            found.count(NEGATION),
         )
 
     def band_keys(self, toks: Iterable[str]) -> tuple[int, ...]:
@@ -274,28 +285,33 @@ class Linker:
         candidates and with the new items before it; it joins the story of the most similar
         match (earliest published on a tie), else starts its own. Deterministic: the same
         inputs in the same order always give the same links."""
+        prints = [self.hasher.fingerprint(item.headline) for item in new]
+        wanted = {band for fp in prints for band in fp.bands}
         pool: dict[int, list[tuple[StoryItem, Fingerprint, str]]] = {}
         for cand in candidates:
             fp = self.hasher.fingerprint(cand.headline)
-            self._index(pool, cand, fp, cand.story_id or cand.item_id)
+            self._index(pool, wanted, cand, fp, cand.story_id or cand.item_id)
         links = []
-        for item in new:
-            fp = self.hasher.fingerprint(item.headline)
+        for item, fp in zip(new, prints, strict=True):
             story = self._best(pool, item, fp)
             link = Link(item.item_id, story or item.item_id, story is None, fp.bands)
             links.append(link)
-            self._index(pool, item, fp, link.story_id)
+            self._index(pool, wanted, item, fp, link.story_id)
         return links
 
     @staticmethod
     def _index(
         pool: dict[int, list[tuple[StoryItem, Fingerprint, str]]],
+        wanted: set[int],
         item: StoryItem,
         fp: Fingerprint,
         story_id: str,
     ) -> None:
+        """Index `item` under the bands some new item has (no other band is ever looked up)."""
+        entry = (item, fp, story_id)
         for band in fp.bands:
-            pool.setdefault(band, []).append((item, fp, story_id))
+            if band in wanted:
+                pool.setdefault(band, []).append(entry)
 
     def _best(
         self,
@@ -303,19 +319,21 @@ class Linker:
         item: StoryItem,
         fp: Fingerprint,
     ) -> str | None:
+        shared: dict[str, list[Any]] = {}
+        for band in dict.fromkeys(fp.bands):
+            for entry in pool.get(band, ()):
+                counted = shared.setdefault(entry[0].item_id, [0, entry])
+                counted[0] += 1
         best: tuple[float, datetime, str] | None = None
-        seen: set[str] = set()
-        for band in fp.bands:
-            for cand, cand_fp, story_id in pool.get(band, ()):
-                if cand.item_id in seen or cand.item_id == item.item_id:
-                    continue
-                seen.add(cand.item_id)
-                if abs(cand.published_at - item.published_at) > self.policy.horizon:
-                    continue
-                if not same_story(fp, cand_fp, self.policy, item.tickers, cand.tickers):
-                    continue
-                score = len(fp.tokens & cand_fp.tokens) / len(fp.tokens | cand_fp.tokens)
-                key = (-score, cand.published_at, story_id)
-                if best is None or key < best:
-                    best = key
+        for count, (cand, cand_fp, story_id) in shared.values():
+            if count < self.policy.min_shared_bands or cand.item_id == item.item_id:
+                continue
+            if abs(cand.published_at - item.published_at) > self.policy.horizon:
+                continue
+            if not same_story(fp, cand_fp, self.policy, item.tickers, cand.tickers):
+                continue
+            score = len(fp.tokens & cand_fp.tokens) / len(fp.tokens | cand_fp.tokens)
+            key = (-score, cand.published_at, story_id)
+            if best is None or key < best:
+                best = key
         return best[2] if best else None

@@ -41,12 +41,6 @@ def upgrade() -> None:
         sa.Column("band", sa.BigInteger(), nullable=False),
         sa.Column("item_id", sa.String(length=256), nullable=False),
         sa.Column("published_at", monitor.db.models.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["item_id"],
-            ["news_items.id"],
-            name=op.f("fk_news_item_bands_item_id_news_items"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("band", "item_id", name=op.f("pk_news_item_bands")),
     )
     with op.batch_alter_table("news_item_bands", schema=None) as batch_op:
