@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -78,6 +79,32 @@ async def run_ingest(settings: Settings, *, stop: asyncio.Event | None = None) -
     await runner.cleanup()
     await kafka.stop()
     engine.dispose()
+
+
+async def ingest_once(settings: Settings, output: Path) -> str:
+    """Poll every feed once, appending new entries to `output` as JSON lines (what would
+    have been published); the ids are marked seen as after a publish. For demos and
+    backfills without Kafka: `finmon replay` takes the file."""
+    engine = make_engine(settings.database_url)
+    metrics = IngestMetrics()
+    written = 0
+
+    async def append(messages: list[tuple[str, bytes]]) -> None:
+        nonlocal written
+        with output.open("ab") as out:
+            out.writelines(value + b"\n" for _, value in messages)
+        written += len(messages)
+
+    headers = {"User-Agent": settings.ingest.user_agent}
+    try:
+        async with aiohttp.ClientSession(headers=headers) as session:
+            ingestor = Ingestor(settings, session, SeenIds(engine), append, metrics)
+            await asyncio.gather(*(ingestor.poll(f) for f in settings.ingest.feeds))
+    finally:
+        engine.dispose()
+    failed = [f.name for f in settings.ingest.feeds if ingestor.states[f.name].failures]
+    summary = f"wrote {written} new entries from {len(settings.ingest.feeds)} feeds to {output}"
+    return summary + (f" (failed: {', '.join(failed)}; see the log)" if failed else "")
 
 
 async def _sweep(seen: SeenIds, settings: Settings, stop: asyncio.Event) -> None:

@@ -52,18 +52,32 @@ def worker(config_path: Path | None) -> None:
 
 @main.command()
 @config_option
-def ingest(config_path: Path | None) -> None:
+@click.option(
+    "--once",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Poll every feed once and append the new entries to this JSONL file (no Kafka).",
+)
+def ingest(config_path: Path | None, output: Path | None) -> None:
     """Poll the [[ingest.feeds]] and publish their new entries to the input topic."""
     import asyncio
 
-    from ingest.run import run_ingest
+    from ingest.run import ingest_once, run_ingest
+    from monitor.db.engine import upgrade as run_upgrade
 
     settings = settings_from(config_path)
     setup_logging(settings)
     if not settings.ingest.feeds:
         click.echo("finmon: no [[ingest.feeds]] configured", err=True)
         sys.exit(2)
-    asyncio.run(run_ingest(settings))
+    if settings.database_url.startswith("sqlite"):
+        run_upgrade(settings.database_url)
+    if output is None:
+        asyncio.run(run_ingest(settings))
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    click.echo(asyncio.run(ingest_once(settings, output)))
 
 
 @main.command()
@@ -106,9 +120,17 @@ def produce(file: Path, config_path: Path | None, topic: str | None) -> None:
     default=None,
     help="ISO timestamp the feed ends at (default: now).",
 )
-def sample(out: Path, hours: float, per_hour: int, seed: int, end: str | None) -> None:
-    """Generate a realistic synthetic news feed (JSONL) with a negative episode."""
-    from monitor.sample import SampleSpec, write_jsonl
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "rss"]),
+    default="jsonl",
+    show_default=True,
+    help="JSON lines (the input contract) or an RSS 2.0 feed (for `finmon ingest`).",
+)
+def sample(out: Path, hours: float, per_hour: int, seed: int, end: str | None, fmt: str) -> None:
+    """Generate a realistic synthetic news feed (JSONL or RSS) with a negative episode."""
+    from monitor.sample import SampleSpec, write_jsonl, write_rss
 
     if end:
         end_at = datetime.fromisoformat(end)
@@ -117,7 +139,8 @@ def sample(out: Path, hours: float, per_hour: int, seed: int, end: str | None) -
     else:
         end_at = datetime.now(UTC).replace(second=0, microsecond=0)
     out.parent.mkdir(parents=True, exist_ok=True)
-    count = write_jsonl(str(out), SampleSpec(end=end_at, hours=hours, per_hour=per_hour, seed=seed))
+    spec = SampleSpec(end=end_at, hours=hours, per_hour=per_hour, seed=seed)
+    count = (write_rss if fmt == "rss" else write_jsonl)(str(out), spec)
     click.echo(f"wrote {count} news items to {out}")
 
 
