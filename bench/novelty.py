@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -55,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--pg-url",
-        default=None,
+        default=os.environ.get("FINMON_BENCH_PG_URL"),
         help="measure the store on this PostgreSQL too: a scratch database, emptied first",
     )
     p.add_argument("--chart", type=Path, default=RESULTS / "novelty-thresholds.png")
@@ -115,8 +116,8 @@ def _chart(sweep: dict[float, Scores], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(xs, [sweep[x].precision for x in xs], marker="o", label="precision")
     ax.plot(xs, [sweep[x].recall for x in xs], marker="o", label="recall")
-    ax.axhline(0.95, color="grey", linestyle=":", linewidth=1)
-    ax.axhline(0.90, color="grey", linestyle="--", linewidth=1)
+    ax.axhline(0.95, color="grey", linestyle=":", linewidth=1, label="precision target")
+    ax.axhline(0.90, color="grey", linestyle="--", linewidth=1, label="recall target")
     ax.axvline(NoveltyPolicy().jaccard, color="black", linewidth=0.8, label="shipped")
     ax.set_xlabel("Jaccard threshold (containment 0.75 kept)")
     ax.set_ylim(0.85, 1.0)

@@ -17,6 +17,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 import orjson
@@ -29,6 +30,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ingest.article import ArticleError, article_text
 from ingest.backoff import next_delay
 from ingest.fetch import FetchError, Validators, fetch
 from ingest.mapping import FeedContext, Skipped, to_message
@@ -160,20 +162,44 @@ class Ingestor:
             ingest.max_age,
         )
         now = self.clock()
-        messages: dict[str, bytes] = {}
+        messages: dict[str, dict[str, Any]] = {}
         for entry in entries[: feed.max_entries]:
             mapped = to_message(context, entry, now)
             if isinstance(mapped, Skipped):
                 self.metrics.errors.labels(feed.name, mapped.reason).inc()
                 continue
-            messages.setdefault(mapped["id"], orjson.dumps(mapped))
+            messages.setdefault(mapped["id"], mapped)
         new = await loop.run_in_executor(None, self.seen.unseen, feed.name, list(messages))
+        if new and feed.article_text:
+            await self._add_articles(feed, [messages[i] for i in new])
         if new:
-            await self.publish([(i, messages[i]) for i in new])
+            await self.publish([(i, orjson.dumps(messages[i])) for i in new])
             await loop.run_in_executor(None, self.seen.mark, feed.name, new, now)
             self.metrics.published.labels(feed.name).inc(len(new))
         state.validators = fetched.validators  # only once the entries are safely out
         return len(new)
+
+    async def _add_articles(self, feed: FeedSettings, messages: list[dict[str, Any]]) -> None:
+        """Replace the body of up to `article_max_per_poll` messages by their page's text."""
+        linked = [m for m in messages if m.get("url", "").startswith(("http://", "https://"))]
+        limit = self.settings.ingest.max_body_chars
+
+        async def one(message: dict[str, Any]) -> None:
+            try:
+                text = await article_text(
+                    self.session,
+                    message["url"],
+                    max_bytes=feed.article_max_bytes,
+                    timeout=feed.article_timeout,
+                    max_redirects=self.settings.ingest.max_redirects,
+                )
+            except ArticleError as exc:
+                self.metrics.errors.labels(feed.name, exc.reason).inc()
+                return
+            message["body"] = text[:limit]
+            message["body_from"] = "article"
+
+        await asyncio.gather(*(one(m) for m in linked[: feed.article_max_per_poll]))
 
     async def run_feed(self, feed: FeedSettings) -> None:
         """Poll `feed` forever, each poll after the delay the previous one chose."""

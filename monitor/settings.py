@@ -130,6 +130,24 @@ class FeedSettings(Section):
     max_entries: int = Field(default=200, ge=1)
     """Entries taken per poll (the newest first, in feed order)."""
     timeout: Duration = timedelta(seconds=20)
+    article_text: bool = False
+    """Fetch each new entry's link and use the page's main text (trafilatura) as the body."""
+    article_max_per_poll: int = Field(default=20, ge=1)
+    """Articles fetched per poll at most; later entries keep the feed's summary."""
+    article_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    article_timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("article_text")
+    @classmethod
+    def _extractor_installed(cls, wanted: bool) -> bool:
+        if wanted:
+            try:
+                import trafilatura  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "article_text needs trafilatura: pip install 'finmon[articles]'"
+                ) from None
+        return wanted
 
 
 class IngestSettings(Section):

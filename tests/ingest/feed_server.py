@@ -25,6 +25,18 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <item><guid>x</guid><title>&d;</title></item></channel></rss>"""
 
 
+ARTICLE = (
+    b"<html><head><title>Acme</title></head><body><nav><a href='/'>Home</a> "
+    b"<a href='/m'>Markets</a></nav><main><article><h1>Acme recalls cars</h1>"
+    + b"".join(
+        b"<p>Acme Motors said on Tuesday it would recall two million cars over a brake fault "
+        b"found in testing, paragraph %d.</p>" % i
+        for i in range(6)
+    )
+    + b"<script>track()</script></article></main><footer>Copyright 2026</footer></body></html>"
+)
+
+
 @dataclass
 class FeedServer:
     """Routes: /rss /atom /json (ETag + Last-Modified, 304), /status/{code}, /slow,
@@ -55,7 +67,23 @@ class FeedServer:
             ),
         )
         app.router.add_get("/mutable", self._mutable)
+        app.router.add_get("/articles-feed", self._articles_feed)
+        app.router.add_get("/article/good", self._bytes(ARTICLE, "text/html"))
+        app.router.add_get(
+            "/article/empty", self._bytes(b"<html><body></body></html>", "text/html")
+        )
+        app.router.add_get("/article/missing", self._status)
         return app
+
+    async def _articles_feed(self, _: web.Request) -> web.Response:
+        items = "".join(
+            f"<item><guid>a-{kind}</guid><title>Story {kind}</title>"
+            f"<link>{self.url}/article/{kind}</link><description>summary {kind}</description>"
+            "<pubDate>Tue, 01 Dec 2026 09:00:00 GMT</pubDate></item>"
+            for kind in ("good", "empty", "missing", "slow-page")
+        )
+        body = f'<rss version="2.0"><channel><title>a</title>{items}</channel></rss>'
+        return web.Response(body=body.encode(), content_type="application/rss+xml")
 
     @web.middleware
     async def _record(self, request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -81,15 +109,15 @@ class FeedServer:
         return await self._validated(lambda: self.mutable_body, "application/rss+xml")(request)
 
     @staticmethod
-    def _bytes(body: bytes):  # type: ignore[no-untyped-def]
+    def _bytes(body: bytes, content_type: str = "application/xml"):  # type: ignore[no-untyped-def]
         async def handler(_: web.Request) -> web.Response:
-            return web.Response(body=body, content_type="application/xml")
+            return web.Response(body=body, content_type=content_type)
 
         return handler
 
     @staticmethod
     async def _status(request: web.Request) -> web.Response:
-        code = int(request.match_info["code"])
+        code = int(request.match_info.get("code", "404"))
         headers = {"Retry-After": "120"} if code in (429, 503) else {}
         return web.Response(status=code, text="no", headers=headers)
 

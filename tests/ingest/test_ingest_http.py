@@ -197,3 +197,27 @@ async def test_a_database_outage_backs_off_and_loses_nothing(server, tmp_path, s
     assert await ing.poll(rss) >= timedelta(minutes=1)
     assert sent.sent == [] and errors(ing, "rss", "OperationalError") == 1
     assert "If-None-Match" not in server.requests[-1].headers
+
+
+async def test_article_text_replaces_the_summary_and_a_bad_page_keeps_it(
+    server, sqlite_engine, session
+) -> None:
+    articles = feed(
+        server,
+        "/articles-feed",
+        article_text=True,
+        article_max_per_poll=3,
+        article_timeout=timedelta(seconds=2),
+    )
+    ing, sent = ingestor(sqlite_engine, session, articles)
+    await ing.poll(articles)
+    bodies = {i.headline: i for i in sent.items()}
+    good = bodies["Story good"]
+    assert good.body.startswith("Acme recalls cars Acme Motors said on Tuesday")
+    assert "Home" not in good.body and "track()" not in good.body and "Copyright" not in good.body
+    assert good.extra["body_from"] == "article"
+    assert bodies["Story empty"].body == "summary empty"
+    assert bodies["Story missing"].body == "summary missing"
+    assert bodies["Story slow-page"].body == "summary slow-page"  # over article_max_per_poll
+    assert errors(ing, "articles-feed", "article_no_text") == 1
+    assert errors(ing, "articles-feed", "article_http_404") == 1
