@@ -89,10 +89,10 @@ def downgrade() -> None:
     with op.batch_alter_table("news_item_bands", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_news_item_bands_published_at"))
     op.drop_table("news_item_bands")
-    with op.batch_alter_table("trend_windows", schema=None) as batch_op:
-        for name in (*_NOVEL_COUNTS, "novel_score_sum"):
-            batch_op.drop_column(name)
-    with op.batch_alter_table("news_items", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_news_items_story_id"))
-        batch_op.drop_column("is_novel")
-        batch_op.drop_column("story_id")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35 has it): batch mode would rebuild
+    # news_items on SQLite, which the 0003 views that read it forbid.
+    for name in (*_NOVEL_COUNTS, "novel_score_sum"):
+        op.execute(f"ALTER TABLE trend_windows DROP COLUMN {name}")
+    op.drop_index("ix_news_items_story_id", table_name="news_items")
+    op.execute("ALTER TABLE news_items DROP COLUMN is_novel")
+    op.execute("ALTER TABLE news_items DROP COLUMN story_id")

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from sqlalchemy import Engine, select, text
+import pytest
+from alembic import command
+from sqlalchemy import Engine, inspect, select, text
 
 from monitor.contract import IngestPolicy
+from monitor.db.engine import alembic_config, make_engine, upgrade
 from monitor.db.models import NewsItemBandRow, NewsItemRow, TrendWindowRow
 from monitor.db.store import NewsStore
 from monitor.novelty import Linker
 from monitor.processing import BatchProcessor
+from tests.conftest import PG_URL
 from tests.core.test_store import NOW, SIZES, count, message
 from tests.doubles import KeywordClassifier
 
@@ -95,3 +100,27 @@ def test_without_a_linker_every_item_counts_as_a_story(
     proc.process([message(f"id-{n}", f"{STORY} - Outlet{n}", n) for n in range(3)])
     assert ticker_hour(engine) == (3, 3, 3, 3)
     assert set(stories(engine).values()) == {(None, None)}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0006_downgrades_and_upgrades(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgresql":
+        request.getfixturevalue("pg_engine")
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp_path}/m.sqlite3"
+        upgrade(url)
+    command.downgrade(alembic_config(url), "0003")
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert not {"news_item_bands", "ingest_seen"} & tables
+        assert "story_id" not in {c["name"] for c in inspect(engine).get_columns("news_items")}
+        upgrade(url)
+        engine.dispose()
+        assert {"news_item_bands", "ingest_seen"} <= set(inspect(engine).get_table_names())
+    finally:
+        upgrade(url)
+        engine.dispose()
