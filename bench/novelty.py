@@ -185,7 +185,10 @@ def cost(args: argparse.Namespace, headlines: list[str]) -> dict[str, Any]:
             for label, store in (("", plain), ("_linked", linked)):
                 batch = [_item(f"r{round_}{label}{i}", t, now, rng) for i, t in enumerate(texts)]
                 timings[f"store_{name}{label}"].append(
-                    _per_item(lambda s=store, b=batch: s.store(b, now=now), len(batch))
+                    _per_item(
+                        lambda s=store, b=batch: s.store(b, now=now),  # type: ignore[misc]
+                        len(batch),
+                    )
                 )
         items = [StoryItem(f"p{i}", now, t) for i, t in enumerate(texts)]
         cold = Linker()  # an empty fingerprint cache: every headline hashed

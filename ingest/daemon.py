@@ -39,6 +39,7 @@ from ingest.seen import SeenIds
 from monitor.settings import FeedSettings, Settings
 
 log = logging.getLogger(__name__)
+_JITTER = random.Random()
 
 Publish = Callable[[list[tuple[str, bytes]]], Awaitable[None]]
 """Sends (key, value) messages and returns once the broker acknowledged every one."""
@@ -131,7 +132,7 @@ class Ingestor:
         self.metrics.errors.labels(feed.name, reason).inc()
         self.metrics.polls.labels(feed.name, "error").inc()
         delay = next_delay(
-            feed.every, state.failures, self.settings.ingest.max_backoff, retry_after, random
+            feed.every, state.failures, self.settings.ingest.max_backoff, retry_after, _JITTER
         )
         log.warning(
             "feed %s failed (%s); next poll in %.0fs", feed.name, exc, delay.total_seconds()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.db.models import IngestSeenRow
@@ -16,7 +16,7 @@ _CHUNK = 500
 class SeenIds:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.table = IngestSeenRow.__table__
+        self.table: Table = IngestSeenRow.__table__  # type: ignore[assignment]
 
     def unseen(self, feed: str, ids: Collection[str]) -> list[str]:
         """`ids` not published yet by `feed`, in the given order."""

@@ -84,9 +84,9 @@ class StoryLinks:
     @staticmethod
     def band_rows(
         links: dict[str, Link], inserted: set[str], published: dict[str, datetime]
-    ) -> list[dict[str, object]]:
+    ) -> list[dict[str, Any]]:
         """The `news_item_bands` rows of the items this transaction inserted."""
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"band": band, "item_id": item_id, "published_at": published[item_id]}
             for item_id, link in links.items()
             if item_id in inserted
@@ -102,7 +102,7 @@ def _candidates_query(dialect: str) -> Any:
     parameter (an array on PostgreSQL, a JSON list on SQLite), so the statement is compiled
     once: an IN list of a batch's ~2500 keys cost more to build than to run."""
     items, keys = NewsItemRow.__table__, NewsItemBandRow.__table__
-    wanted = bindparam("bands")
+    wanted: Any = bindparam("bands")
     if dialect == "postgresql":
         band_matches = keys.c.band == any_(cast(wanted, ARRAY(BigInteger)))
     else:
