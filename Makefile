@@ -5,7 +5,7 @@ SAMPLE = var/sample.jsonl
 FEED_PORT ?= 8765
 DEMO_FEEDS = [{"name": "demo-wire", "url": "http://127.0.0.1:$(FEED_PORT)/sample-feed.xml"}]
 
-.PHONY: install demo test test-unit stack-up stack-down lint audit bench lock
+.PHONY: install demo test test-unit stack-up stack-down lint typecheck install-check audit bench lock
 
 # Installs finmon and its locked dependencies. An already installed torch (CPU or CUDA build)
 # in the accepted range is kept; pip's wheel cache makes a re-install quick.
@@ -47,6 +47,16 @@ stack-down:
 lint:
 	ruff check .
 	ruff format --check .
+
+# Types (mypy over finmon/, ingest/, monitor/, pipelines/, alerts/) and the architecture's import
+# contracts (import-linter: layers, no cycles; see ARCHITECTURE.md).
+typecheck:
+	mypy
+	lint-imports
+
+# The wheel, installed into a fresh venv, run from an empty directory (scripts/install_check.sh).
+install-check:
+	PY=$(PY) bash scripts/install_check.sh
 
 audit:
 	PY=$(PY) bash scripts/audit.sh

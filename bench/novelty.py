@@ -132,10 +132,10 @@ def cost(args: argparse.Namespace, headlines: list[str]) -> dict[str, Any]:
     """Per-item seconds: classifier, store without and with linking (interleaved rounds)."""
     from sqlalchemy import text
 
+    from finmon.runtime import load_classifier
     from monitor.db.engine import make_engine, upgrade
     from monitor.db.store import NewsStore
     from monitor.model.interface import ModelInput
-    from monitor.runtime import load_classifier
     from monitor.settings import load_settings
 
     settings = load_settings()

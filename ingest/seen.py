@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import Engine, Table, delete, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from monitor.db.models import IngestSeenRow
+from monitor.db.models import IngestSeenRow, table
 
 _CHUNK = 500
 
@@ -16,7 +16,7 @@ _CHUNK = 500
 class SeenIds:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.table: Table = IngestSeenRow.__table__  # type: ignore[assignment]
+        self.table = table(IngestSeenRow)
 
     def unseen(self, feed: str, ids: Collection[str]) -> list[str]:
         """`ids` not published yet by `feed`, in the given order."""

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Connection, any_, bindparam, cast, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from monitor.db.models import NewsItemBandRow, NewsItemRow
+from monitor.db.models import NewsItemBandRow, NewsItemRow, table
 from monitor.novelty import Link, Linker, StoryItem
 from monitor.pipeline_types import ClassifiedItem
 
@@ -39,9 +39,9 @@ class StoryLinks:
         store's transaction, before inserting: on PostgreSQL it takes the linking lock."""
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-        table = NewsItemRow.__table__
+        news = table(NewsItemRow)
         ids = [i.item.id for i in items]
-        stored = set(conn.scalars(select(table.c.id).where(table.c.id.in_(ids))))
+        stored = set(conn.scalars(select(news.c.id).where(news.c.id.in_(ids))))
         new = [
             StoryItem(i.item.id, i.item.published_at, i.item.headline, i.item.tickers)
             for i in items
@@ -101,7 +101,7 @@ def _candidates_query(dialect: str) -> Any:
     """Items in the horizon sharing a band with the batch. The band keys travel as one
     parameter (an array on PostgreSQL, a JSON list on SQLite), so the statement is compiled
     once: an IN list of a batch's ~2500 keys cost more to build than to run."""
-    items, keys = NewsItemRow.__table__, NewsItemBandRow.__table__
+    items, keys = table(NewsItemRow), table(NewsItemBandRow)
     wanted: Any = bindparam("bands")
     if dialect == "postgresql":
         band_matches = keys.c.band == any_(cast(wanted, ARRAY(BigInteger)))

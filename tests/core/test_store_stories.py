@@ -9,13 +9,13 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, inspect, select, text
 
+from harness.stack import PG_URL
 from monitor.contract import IngestPolicy
 from monitor.db.engine import alembic_config, make_engine, upgrade
 from monitor.db.models import NewsItemBandRow, NewsItemRow, TrendWindowRow
 from monitor.db.store import NewsStore
 from monitor.novelty import Linker
 from monitor.processing import BatchProcessor
-from tests.conftest import PG_URL
 from tests.core.test_store import NOW, SIZES, count, message
 from tests.doubles import KeywordClassifier
 

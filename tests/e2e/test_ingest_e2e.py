@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.conftest import KAFKA_BOOTSTRAP, PG_URL
-from tests.e2e.harness import REPO, WorkerHarness, free_port, stored_count, wait_for
+from harness.stack import KAFKA_BOOTSTRAP, PG_URL
+from harness.worker import REPO, WorkerHarness, free_port, stored_count, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 OUTLETS = ("Reuters", "Bloomberg", "CNBC", "MarketWatch", "Dow Jones")
@@ -96,7 +96,7 @@ def test_five_feeds_one_story_counted_once(tmp_path: Path, pg_engine: Engine, fe
         }
         log = (tmp_path / "ingest.log").open("ab")
         ingest = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "ingest"], env=env, stdout=log, stderr=log, cwd=REPO
+            [sys.executable, "-m", "finmon", "ingest"], env=env, stdout=log, stderr=log, cwd=REPO
         )
         try:
             wait_for(lambda: stored_count(pg_engine) == 5, 120, "five items stored")
