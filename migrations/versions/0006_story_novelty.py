@@ -1,7 +1,7 @@
 """story novelty and feed intake: story_id/is_novel, LSH bands, novel counts, seen ids
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-02 07:55:00.000000
 
 Items stored before this migration keep NULL `story_id` / `is_novel` (their stories were
@@ -18,7 +18,7 @@ from alembic import op
 import monitor.db.models
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

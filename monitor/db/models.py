@@ -102,7 +102,9 @@ class NewsItemRow(Base):
 
 
 class NewsItemTickerRow(Base):
-    """Item-ticker pairs, so analysts can join and filter by ticker in plain SQL."""
+    """Item-ticker pairs, so analysts can join and filter by ticker in plain SQL, with the
+    sentiment the ticker's windows counted for the item: towards the ticker when the model
+    was asked about it (`target` says as what), else the item's own (`target` NULL)."""
 
     __tablename__ = "news_item_tickers"
 
@@ -111,6 +113,9 @@ class NewsItemTickerRow(Base):
     )
     ticker: Mapped[str] = mapped_column(String(16), primary_key=True)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sentiment: Mapped[str] = mapped_column(String(16))
+    sentiment_score: Mapped[float] = mapped_column(Float)
+    target: Mapped[str | None] = mapped_column(String(256))
 
     __table_args__ = (Index("ix_news_item_tickers_ticker_published", "ticker", "published_at"),)
 

@@ -114,11 +114,18 @@ class NewsStore:
         )
         if band_rows:
             conn.execute(statements.bands, _params(conn, band_rows))
-        ticker_rows = [
-            {"item_id": i.item.id, "ticker": t, "published_at": i.item.published_at}
+        ticker_rows: list[dict[str, object]] = [
+            {
+                "item_id": i.item.id,
+                "ticker": t.ticker,
+                "published_at": i.item.published_at,
+                "sentiment": t.sentiment,
+                "sentiment_score": _finite(t.score),
+                "target": t.target,
+            }
             for i in items
             if i.item.id in inserted
-            for t in i.item.tickers
+            for t in i.ticker_sentiments()
         ]
         if ticker_rows:
             conn.execute(statements.tickers, _params(conn, ticker_rows))
@@ -283,11 +290,13 @@ def _iso(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _finite(*values: float) -> None:
+def _finite(*values: float) -> float:
     """Refuse a NaN or infinite probability: as a NULL it would fail a NOT NULL column, a
-    database error the worker retries forever, instead of dead-lettering the one item."""
+    database error the worker retries forever, instead of dead-lettering the one item.
+    Returns the first value, for use inline."""
     if not all(map(math.isfinite, values)):
         raise ValueError(f"non-finite classifier output {values}")
+    return values[0]
 
 
 def _observation(item: ClassifiedItem, link: Link | None) -> Observation:
@@ -299,6 +308,7 @@ def _observation(item: ClassifiedItem, link: Link | None) -> Observation:
         c.sentiment,
         c.sentiment_score,
         link is None or link.is_novel,
+        tuple((t.ticker, t.sentiment, t.score) for t in item.towards if t.target is not None),
     )
 
 
