@@ -222,7 +222,9 @@ def _extend(
     return Decision(incident, after, None, "deduplicated: the incident is already firing")
 
 
-def advance(incident: Incident, watermark: datetime | None, now: datetime, policy: Policy) -> Decision:
+def advance(
+    incident: Incident, watermark: datetime | None, now: datetime, policy: Policy
+) -> Decision:
     """Resolve an open incident once the watermark is `hold` past its episode's end."""
     if not incident.open or watermark is None:
         return Decision(incident, incident, None, "no change")

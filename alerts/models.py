@@ -105,9 +105,7 @@ class AlertNoticeRow(Base):
     )
 
     __table_args__ = (
-        CheckConstraint(
-            "kind IN ('firing', 'escalated', 'repeat', 'resolved')", name="kind"
-        ),
+        CheckConstraint("kind IN ('firing', 'escalated', 'repeat', 'resolved')", name="kind"),
         Index("ix_alert_notices_group", "group_key", "delivery_id"),
     )
 

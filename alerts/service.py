@@ -185,18 +185,20 @@ class AlertService:
         watermark = self.current_watermark()
         return self._in_transaction(lambda conn: self._sweep(conn, watermark, now))
 
-    def deliver_pending(self, now: datetime) -> DeliveryStats:
-        """Flush the groups that are due into messages, then send due messages with the
-        retry policy; each is marked sent only once accepted."""
-        self._in_transaction(lambda conn: self._flush_groups(conn, now))
+    def deliver_pending(self, now: datetime, *, flush_all: bool = False) -> DeliveryStats:
+        """Flush the groups that are due (every waiting group with `flush_all`) into
+        messages, then send due messages with the retry policy; each is marked sent only
+        once accepted."""
+        self._in_transaction(lambda conn: self._flush_groups(conn, now, flush_all))
         return self.dispatcher.deliver_pending(now)
 
     def deliver_pending_until_idle(self, now: datetime | None = None) -> int:
-        """Deliver until nothing is due at `now` (default: the current time); the number
-        sent. For replay and one-shot runs; failures are retried later, not waited for."""
+        """Flush every waiting group (a one-shot run does not wait out `group_wait`) and
+        deliver until nothing is due at `now` (default: the current time); the number sent.
+        For replay and one-shot runs; failures are retried later, not waited for."""
         now = now or datetime.now(UTC)
         sent = 0
-        while stats := self.deliver_pending(now):
+        while stats := self.deliver_pending(now, flush_all=True):
             sent += stats.sent
         return sent
 
@@ -288,7 +290,9 @@ class AlertService:
         alert = incidents[index]
         # An incident keeps the figures of its peak window, the one its severity reflects.
         anomalous = assessment.status in (Status.FIRING, Status.ELEVATED)
-        kept = figures if anomalous and figures["score"] >= alert.figures["score"] else alert.figures
+        kept = (
+            figures if anomalous and figures["score"] >= alert.figures["score"] else alert.figures
+        )
         saved = self._save(conn, alert, decision, kept, now, events)
         return [saved if i == index else other for i, other in enumerate(incidents)]
 
@@ -384,7 +388,7 @@ class AlertService:
         routes = self.settings.routes
         return routes[index] if index < len(routes) else RouteSettings(channels=["-"])
 
-    def _flush_groups(self, conn: Connection, now: datetime) -> list[int]:
+    def _flush_groups(self, conn: Connection, now: datetime, flush_all: bool) -> list[int]:
         """Store one message for every group whose flush is due; their ids."""
         flushed = []
         for group in outbox.waiting_groups(conn):
@@ -392,8 +396,10 @@ class AlertService:
             if not notices:
                 continue
             route = self._route(notices[0].route)
-            due = flush_due_at(group.oldest, group.last_flush, route.group_wait, route.group_interval)
-            if due > now:
+            due = flush_due_at(
+                group.oldest, group.last_flush, route.group_wait, route.group_interval
+            )
+            if due > now and not flush_all:
                 continue
             flushed.append(self._flush(conn, group, notices, route, now))
         return flushed

@@ -23,9 +23,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-_END_OF_INPUT = datetime.max.replace(year=9000)
+_END_OF_INPUT = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -88,12 +88,3 @@ class Watermark:
     @property
     def partitions(self) -> int:
         return len(self._partitions)
-
-
-def newest_by_partition(items: list[tuple[Hashable, datetime]]) -> dict[Hashable, datetime]:
-    """The newest event time per partition of (partition, published_at) pairs."""
-    newest: dict[Hashable, datetime] = {}
-    for partition, at in items:
-        if partition not in newest or at > newest[partition]:
-            newest[partition] = at
-    return newest

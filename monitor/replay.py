@@ -1,5 +1,9 @@
 """`finmon replay`: the worker's processing over a JSONL file, without Kafka.
 
+Alerts are judged as the worker judges them (closed windows, in event time). Incidents in
+windows older than `alerts.notify_max_age` are history: stored, with the reason, never
+delivered, so a replay of old data emails no one.
+
 Each line is one message, exactly as it would arrive on the input topic. Rejected lines are
 written, with their reason and line number, to a dead-letter JSONL file beside the input, so
 nothing is lost here either.
@@ -94,7 +98,8 @@ def replay(runtime: Runtime, path: Path, *, progress: bool = True) -> ReplaySumm
             dlq.close()
     summary.windows_written = len(windows)
     if runtime.alerts is not None:
-        runtime.alerts.evaluate_pending()  # rules are paced: judge what the last batches wrote
+        runtime.alerts.finish_input()  # the file has ended: every window is closed
+        runtime.alerts.evaluate_pending()  # judge what the last batches wrote
         runtime.alerts.sweep(datetime.now(UTC))  # resolve episodes that ended in the file
         summary.alerts = runtime.alerts.deliver_pending_until_idle()
     return summary

@@ -6,7 +6,8 @@ very same code whether it came from Kafka or from a file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
@@ -93,8 +94,20 @@ class Runtime:
         caller retries the same batch, and stored rows are not counted twice."""
         outcome = self.processor.persist(prepared)
         if self.alerts is not None:
-            self.alerts.note_stored(outcome.stored.windows.keys())
+            self.alerts.note_stored(outcome.stored.windows.keys(), event_progress(prepared))
         return outcome
+
+
+def event_progress(prepared: PreparedBatch) -> dict[Hashable, datetime]:
+    """The newest `published_at` of a batch per input partition (None: a replayed file),
+    which drives the alerts' watermark; redelivered items count too (they are the stream)."""
+    newest: dict[Hashable, datetime] = {}
+    for classified, _ in prepared.classified:
+        partition = classified.origin.partition if classified.origin else None
+        at = classified.item.published_at
+        if partition not in newest or at > newest[partition]:
+            newest[partition] = at
+    return newest
 
 
 def build_runtime(

@@ -105,29 +105,23 @@ def _keys(conn: Connection, query: TrendQuery, scope: list[ColumnElement[bool]])
 
 
 def load_alerts(engine: Engine, query: TrendQuery, keys: Sequence[str]) -> pd.DataFrame:
-    """Alerts on `keys` of the query's dimension, each with the span it was anomalous in.
-
-    The span is in event time: from when it fired (or the start of its newest anomalous
-    window, if earlier: a replay fires alerts long after the items were published) to the
-    end of its newest anomalous window. Empty when the database has no alerts table."""
-    columns = ["key", "rule", "severity", "start", "until"]
+    """Alerts on `keys` of the query's dimension, each with its episode in event time (the
+    start of its first anomalous window to the end of its last) and when it was detected
+    (processing time). Empty when the database has no alerts table."""
+    columns = ["key", "rule", "severity", "start", "until", "detected"]
     if not keys or not inspect(engine).has_table("alerts"):
         return pd.DataFrame(columns=columns)
     from alerts.models import AlertRow
 
     a = AlertRow.__table__.c
     statement = select(
-        a.key, a.rule, a.severity, a.window_seconds, a.started_at, a.anomalous_until
+        a.key, a.rule, a.severity, a.episode_start, a.anomalous_until, a.started_at
     ).where(a.dimension == query.dimension, a.key.in_(list(keys)))
     if query.since is not None:
         statement = statement.where(a.anomalous_until > query.since)
     with engine.connect() as conn:
-        rows = conn.execute(statement.order_by(a.started_at)).all()
-    spans = [
-        (key, rule, severity, min(started, until - timedelta(seconds=seconds)), until)
-        for key, rule, severity, seconds, started, until in rows
-    ]
-    return pd.DataFrame(spans, columns=columns)
+        rows = conn.execute(statement.order_by(a.episode_start)).all()
+    return pd.DataFrame([tuple(row) for row in rows], columns=columns)
 
 
 def format_table(frame: pd.DataFrame, window: timedelta) -> str:
@@ -224,15 +218,17 @@ def _label(dimension: str, key: str) -> str:
 
 
 def _shade_alert(ax: Axes, alert: Any) -> None:
-    """Shade the span `alert` was anomalous in, with a line and its rule where it began."""
+    """Shade the episode of `alert` (event time), with a line and its rule where it began
+    and when it was detected (processing time), which a replay puts long after."""
     start, until = (
         pd.Timestamp(t).tz_convert(UTC).tz_localize(None) for t in (alert.start, alert.until)
     )
     color = SEVERITY_COLORS.get(alert.severity, "#9467bd")
     ax.axvspan(start, until, color=color, alpha=0.25, linewidth=0)
     ax.axvline(start, color=color, linewidth=1.5)
+    detected = pd.Timestamp(alert.detected).tz_convert(UTC).strftime("%H:%M")
     ax.annotate(
-        f"{alert.rule} ({alert.severity})",
+        f"{alert.rule} ({alert.severity}), detected {detected}",
         (start, 1),
         xycoords=("data", "axes fraction"),
         xytext=(3, -12),

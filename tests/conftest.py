@@ -23,7 +23,14 @@ KAFKA_BOOTSTRAP = os.environ.get("FINMON_TEST_KAFKA", "127.0.0.1:9092")
 settings.register_profile("finmon", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("finmon")
 
-TABLES = ("alert_notices", "alert_deliveries", "alerts", "news_item_tickers", "trend_windows", "news_items")
+TABLES = (
+    "alert_notices",
+    "alert_deliveries",
+    "alerts",
+    "news_item_tickers",
+    "trend_windows",
+    "news_items",
+)
 
 
 def port_open(host: str, port: int) -> bool:

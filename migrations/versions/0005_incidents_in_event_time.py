@@ -147,9 +147,7 @@ def upgrade() -> None:
         op.drop_column("alerts", "last_window_start")
     else:  # SQLite >= 3.35 drops a column in place (a batch copy would cascade-delete)
         op.execute("ALTER TABLE alerts DROP COLUMN last_window_start")
-    op.create_index(
-        "ix_alerts_fingerprint_episode", "alerts", ["fingerprint", "anomalous_until"]
-    )
+    op.create_index("ix_alerts_fingerprint_episode", "alerts", ["fingerprint", "anomalous_until"])
 
     # alert_deliveries become messages; remember which alert each one was for
     deliveries = sa.table(

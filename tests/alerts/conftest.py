@@ -88,7 +88,12 @@ def notification(kind: Kind = Kind.FIRING, key: str = "idem-1") -> Notification:
         key="ACME",
         window_seconds=300,
         incident=Incident(
-            T0, window.window_end, "warning", "warning", T0 + dt.timedelta(minutes=7), T0,
+            T0,
+            window.window_end,
+            "warning",
+            "warning",
+            T0 + dt.timedelta(minutes=7),
+            T0,
             resolved_at=resolved,
         ),
         figures=figures_document(window, figures, "share"),

@@ -1,0 +1,58 @@
+"""The watermark: per partition, their minimum, idle partitions, quiet streams. Fake clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from alerts.watermark import Watermark
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+LATE = timedelta(minutes=2)
+
+
+def m(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize(
+    ("notes", "now", "expected"),
+    [
+        ([], 0, None),  # nothing seen: no window is closed
+        ([({0: m(10)}, 0)], 1, m(8)),  # newest - allowed lateness
+        ([({0: m(10), 1: m(4)}, 0)], 1, m(2)),  # the slowest partition holds it back
+        ([({0: m(10), 1: m(4)}, 0), ({0: m(12)}, 50)], 61, m(10)),  # 1 idle: 0 alone
+        ([({0: m(10)}, 0), ({0: m(3)}, 1)], 2, m(8)),  # a late item does not move it back
+        ([({0: m(10)}, 0)], 60, m(9)),  # all idle: event time passes with processing time
+        ([({0: m(10)}, 0)], 600, m(18)),
+    ],
+)
+def test_watermark(notes: list, now: float, expected: datetime | None) -> None:
+    mark = Watermark(LATE, timedelta(seconds=60))
+    for newest, arrived in notes:
+        mark.note(newest, arrived)
+    assert mark.current(now) == expected
+
+
+def test_finish_closes_everything() -> None:
+    mark = Watermark(LATE, timedelta(seconds=60))
+    mark.note({None: m(0)}, 0)
+    mark.finish()
+    assert mark.current(1) > m(10**6)
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 600), st.integers(0, 5)), max_size=40))
+def test_never_moves_back(arrivals: list[tuple[int, int, int]]) -> None:
+    mark = Watermark(LATE, timedelta(seconds=60))
+    seen: list[datetime] = []
+    clock = 0.0
+    for partition, minute, pause in arrivals:
+        clock += pause * 10
+        mark.note({partition: m(minute)}, clock)
+        current = mark.current(clock)
+        assert current is not None
+        seen.append(current)
+    assert seen == sorted(seen)
