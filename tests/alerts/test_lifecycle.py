@@ -261,7 +261,7 @@ def stream(seed: int) -> list[tuple[datetime, str]]:
             sentiment = "bearish" if rng.random() < 0.15 else rng.choice(["neutral", "bullish"])
             items.append((T0 + timedelta(minutes=minute, seconds=rng.randint(0, 59)), sentiment))
     for start in rng.sample(range(60, 110, 10), rng.randint(1, 2)):
-        for k in range(rng.randint(6, 14)):
+        for k in range(rng.randint(10, 14)):
             items.append((T0 + timedelta(minutes=start, seconds=20 * k), "bearish"))
     return sorted(items)
 
