@@ -43,8 +43,13 @@ def at(minutes: float) -> datetime:
         ),
         ([("add", [0, 1], 0, None), ("all", [], 0, at(5))], [[], [0]]),  # all: closed ones
         (
-            [("add", [0], 0, None), ("due", [], 0, at(9)), ("due", [], 1, at(9)),
-             ("back", [0], 1, None), ("due", [], 2, at(9))],
+            [
+                ("add", [0], 0, None),
+                ("due", [], 0, at(9)),
+                ("due", [], 1, at(9)),
+                ("back", [0], 1, None),
+                ("due", [], 2, at(9)),
+            ],
             [[], [], [0], [], [0]],
         ),
     ],
