@@ -139,6 +139,15 @@ def incidents_near(
     return found
 
 
+def detected_since(conn: Connection, since: datetime) -> tuple[int, int]:
+    """How many incidents were detected since `since`, and how many of them are suppressed."""
+    a = _alerts.c
+    total, suppressed = conn.execute(
+        select(func.count(), func.count(a.suppressed_reason)).where(a.started_at >= since)
+    ).one()
+    return int(total), int(suppressed)
+
+
 def open_incidents(conn: Connection) -> list[StoredAlert]:
     """Every incident not resolved yet."""
     query = select(_alerts).where(_alerts.c.state == "firing").order_by(_alerts.c.id)

@@ -136,6 +136,12 @@ class AlertService:
         """Windows stored and not judged yet (open, unsettled, or waiting for the timer)."""
         return self._pacer.pending
 
+    def incidents_detected_since(self, since: datetime) -> tuple[int, int]:
+        """Incidents detected since `since` (processing time), and how many of them are
+        history (stored, never delivered)."""
+        with self.engine.connect() as conn:
+            return outbox.detected_since(conn, since)
+
     def current_watermark(self) -> datetime | None:
         return self.watermark.current(self._monotonic())
 

@@ -31,14 +31,21 @@ class ReplaySummary:
     duplicates: int = 0
     rejected: int = 0
     windows_written: int = 0
+    incidents: int = 0
+    """Alert incidents this replay found."""
+    history: int = 0
+    """Of those, incidents stored as history: never delivered (`alerts.notify_max_age`)."""
     alerts: int = 0
+    """Alert messages delivered."""
     dead_letter_file: Path | None = None
 
     def __str__(self) -> str:
         text = (
             f"lines read: {self.lines}\nitems stored: {self.stored}\n"
             f"duplicates skipped: {self.duplicates}\nrejected: {self.rejected}\n"
-            f"windows written: {self.windows_written}\nalert notifications: {self.alerts}"
+            f"windows written: {self.windows_written}\n"
+            f"alert incidents: {self.incidents} ({self.history} stored as history, not "
+            f"delivered)\nalert messages delivered: {self.alerts}"
         )
         if self.dead_letter_file:
             text += f"\nrejected lines written to: {self.dead_letter_file}"
@@ -72,6 +79,7 @@ def _dead_letter_line(letter: DeadLetter) -> str:
 def replay(runtime: Runtime, path: Path, *, progress: bool = True) -> ReplaySummary:
     """Run every line of `path` through the runtime, in batches of the configured size."""
     summary = ReplaySummary()
+    started = datetime.now(UTC)
     windows: set[object] = set()
     dlq_path = path.with_name(path.name + ".rejected.jsonl")
     dlq = None
@@ -102,4 +110,5 @@ def replay(runtime: Runtime, path: Path, *, progress: bool = True) -> ReplaySumm
         runtime.alerts.evaluate_pending()  # judge what the last batches wrote
         runtime.alerts.sweep(datetime.now(UTC))  # resolve episodes that ended in the file
         summary.alerts = runtime.alerts.deliver_pending_until_idle()
+        summary.incidents, summary.history = runtime.alerts.incidents_detected_since(started)
     return summary
