@@ -262,8 +262,8 @@ class AlertSettings(Section):
     (and can open or resolve an incident) once the watermark passes its end."""
     idle_timeout: Duration = timedelta(minutes=1)
     """Processing time: a partition with no item for this long stops holding the watermark
-    back; when all are idle, event time passes with processing time (a quiet stream
-    still resolves its incidents)."""
+    back; when all are idle, the watermark moves up to the wall clock minus
+    `allowed_lateness` (a quiet stream still resolves its incidents)."""
     reopen_within: Duration = timedelta(minutes=30)
     """Event time: an anomalous window less than this after (or before) an incident's
     episode belongs to that incident: a key that calms down and fires again within it

@@ -142,29 +142,28 @@ class AlertService:
         with self.engine.connect() as conn:
             return outbox.detected_since(conn, since)
 
-    def current_watermark(self) -> datetime | None:
-        return self.watermark.current(self._monotonic())
+    def current_watermark(self, now: datetime) -> datetime | None:
+        """The watermark, `now` being the wall clock."""
+        return self.watermark.current(self._monotonic(), now)
 
     def evaluate_due(self, now: datetime | None = None) -> list[AlertEvent]:
         """Judge the closed, settled windows noted so far, if the last evaluation is
         `evaluate_every` old (the worker's timer calls this every `evaluate_every`)."""
-        clock = self._monotonic()
-        keys = self._pacer.take_due(clock, self.watermark.current(clock))
+        now = now or datetime.now(UTC)
+        keys = self._pacer.take_due(self._monotonic(), self.current_watermark(now))
         return self._evaluate_taken(keys, now)
 
     def evaluate_pending(self, now: datetime | None = None) -> list[AlertEvent]:
         """Judge every closed window now, settled or not (the end of a replay, shutdown)."""
-        clock = self._monotonic()
-        keys = self._pacer.take_all(clock, self.watermark.current(clock))
+        now = now or datetime.now(UTC)
+        keys = self._pacer.take_all(self._monotonic(), self.current_watermark(now))
         return self._evaluate_taken(keys, now)
 
-    def _evaluate_taken(
-        self, keys: list[WindowKey], now: datetime | None = None
-    ) -> list[AlertEvent]:
+    def _evaluate_taken(self, keys: list[WindowKey], now: datetime) -> list[AlertEvent]:
         if not keys:
             return []
         try:
-            return self.evaluate(keys, now or datetime.now(UTC))
+            return self.evaluate(keys, now)
         except Exception:
             self._pacer.give_back(keys)  # judged at the next hand-out instead
             raise
@@ -188,7 +187,7 @@ class AlertService:
         (a key that went quiet writes no window, so no `evaluate` would)."""
         if not self.settings.enabled:
             return []
-        watermark = self.current_watermark()
+        watermark = self.current_watermark(now)
         return self._in_transaction(lambda conn: self._sweep(conn, watermark, now))
 
     def deliver_pending(self, now: datetime, *, flush_all: bool = False) -> DeliveryStats:

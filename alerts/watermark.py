@@ -8,10 +8,11 @@ The watermark is the event time up to which the worker believes it has seen the 
 
 A partition is *idle* once nothing arrived on it for `idle_timeout` (processing time); it
 then no longer holds the others back (a drained partition must not stop the clock). When
-every partition is idle, the stream is quiet, and event time is taken to pass as fast as
-processing time since the last arrival: a quiet stream still closes its windows, and an
-incident whose key went silent still resolves. `finish()` (end of a replayed file) moves
-the watermark past everything.
+every partition is idle, the stream is quiet: nothing published before the wall clock minus
+`allowed_lateness` is taken to be still on its way, so the watermark moves up to there. A
+quiet stream still closes its windows, and an incident whose key went silent still
+resolves; should an item come later after all, it is late data (below). `finish()` (the end
+of a replayed file) moves the watermark past everything.
 
 The watermark never moves backwards: a redelivered or late item cannot reopen a window that
 was closed. Late items are still stored and counted; the alert lifecycle folds them into
@@ -67,8 +68,9 @@ class Watermark:
         with self._lock:
             self._finished = True
 
-    def current(self, now: float) -> datetime | None:
-        """The watermark at processing time `now`; None before any item was seen."""
+    def current(self, now: float, wall: datetime) -> datetime | None:
+        """The watermark at processing time `now` (monotonic seconds), the wall clock then
+        being `wall`; None before any item was seen."""
         with self._lock:
             if self._finished:
                 return _END_OF_INPUT
@@ -77,10 +79,9 @@ class Watermark:
             active = [p for p in self._partitions.values() if now - p.arrived < self.idle_timeout_s]
             if active:
                 mark = min(p.newest for p in active) - self.allowed_lateness
-            else:  # a quiet stream: event time passes with processing time
-                last = max(self._partitions.values(), key=lambda p: p.arrived)
+            else:  # a quiet stream: nothing older than the wall clock is still coming
                 newest = max(p.newest for p in self._partitions.values())
-                mark = newest - self.allowed_lateness + timedelta(seconds=now - last.arrived)
+                mark = max(newest, wall) - self.allowed_lateness
             if self._floor is None or mark > self._floor:
                 self._floor = mark
             return self._floor

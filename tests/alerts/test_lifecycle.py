@@ -286,7 +286,7 @@ def run(arrivals: list[tuple[datetime, str]], batch: int) -> list[tuple[datetime
                 else:
                     incidents[index] = decision.after
         for i, incident in enumerate(incidents):
-            after = advance(incident, mark.current(clock), now, POLICY).after
+            after = advance(incident, mark.current(clock, T0), now, POLICY).after
             incidents[i] = after or incident
 
     clock = 0.0
@@ -302,9 +302,9 @@ def run(arrivals: list[tuple[datetime, str]], batch: int) -> list[tuple[datetime
             )
             pacer.add([WindowKey(300, start, "ticker", "ACME")])
         mark.note({0: max(at for at, _ in part)}, clock)
-        evaluate(pacer.take_due(clock, mark.current(clock)), clock)
+        evaluate(pacer.take_due(clock, mark.current(clock, T0)), clock)
     mark.finish()
-    evaluate(pacer.take_all(clock + 1, mark.current(clock + 1)), clock + 1)
+    evaluate(pacer.take_all(clock + 1, mark.current(clock + 1, T0)), clock + 1)
     return [(i.episode_start, i.anomalous_until, i.severity) for i in incidents]
 
 
