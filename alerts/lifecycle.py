@@ -2,7 +2,7 @@
 `now` (processing time) and the watermark (event time).
 
 An *episode* is a run of anomalous windows of one key in event time; windows less than
-`reopen_within` apart belong to the same episode. Each step returns a `Decision`: the
+`hold` apart belong to the same episode. Each step returns a `Decision`: the
 incident before and after, the notification it needs (if any) and the reason, like
 Alertmanager's dedup stage, so "why did (not) this notify?" always has an answer.
 
@@ -105,16 +105,15 @@ class Decision:
     reason: str
 
 
-def home_of(
-    incidents: Sequence[Incident], window: WindowKey, reopen_within: timedelta
-) -> int | None:
+def home_of(incidents: Sequence[Incident], window: WindowKey, gap: timedelta) -> int | None:
     """The index of the incident whose episode `window` belongs to (its event-time span
-    widened by `reopen_within` on both sides); an open one first, then the newest."""
+    widened by `gap`, the policy's hold, on both sides); an open one first, then the
+    newest."""
     best: int | None = None
     for i, incident in enumerate(incidents):
         near = (
-            window.window_end > incident.episode_start - reopen_within
-            and window.window_start < incident.anomalous_until + reopen_within
+            window.window_end > incident.episode_start - gap
+            and window.window_start < incident.anomalous_until + gap
         )
         if not near:
             continue
@@ -137,7 +136,7 @@ def judge(
 
     Returns the index of the incident it changed (None: a new one, or none at all) and the
     decision; `decision.after` is None when nothing was opened or changed."""
-    home = home_of(incidents, window, policy.reopen_within)
+    home = home_of(incidents, window, policy.hold)
     status = assessment.status
     if home is None:
         if status is not Status.FIRING or assessment.severity is None:
@@ -249,4 +248,6 @@ def _calm_word(status: Status) -> str:
 
 
 def _whole_seconds(delta: timedelta) -> timedelta:
-    return timedelta(seconds=int(delta.total_seconds()))
+    """`delta` to the whole minute (to the second below one), for a readable reason."""
+    seconds = int(delta.total_seconds())
+    return timedelta(seconds=seconds if seconds < 60 else seconds // 60 * 60)

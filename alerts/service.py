@@ -269,11 +269,11 @@ class AlertService:
             # The most common case by far (a quiet key's window): it cannot open an
             # incident, so its baseline is not even gathered. What `judge` would say.
             return incidents
+        policy = self.policy(rule)
+        incidents = self._resolve_ended(conn, incidents, window, policy, now, events)
         baseline = baseline_of(history, window.window_start, rule.window, rule.baseline_windows)
         assessment = assess(rule, counts, baseline)
-        index, decision = judge(
-            [i.incident for i in incidents], assessment, window, now, self.policy(rule)
-        )
+        index, decision = judge([i.incident for i in incidents], assessment, window, now, policy)
         if decision.after is None:
             return incidents
         figures = figures_document(window, assessment.figures, rule.metric)
@@ -300,6 +300,26 @@ class AlertService:
         )
         saved = self._save(conn, alert, decision, kept, now, events)
         return [saved if i == index else other for i, other in enumerate(incidents)]
+
+    def _resolve_ended(
+        self,
+        conn: Connection,
+        incidents: list[outbox.StoredAlert],
+        window: WindowKey,
+        policy: Policy,
+        now: datetime,
+        events: list[AlertEvent],
+    ) -> list[outbox.StoredAlert]:
+        """Resolve the open incidents a closed window proves over: event time has reached
+        its end, whether or not the sweep has run since (a backlog judges many windows in
+        one evaluation)."""
+        ended = []
+        for alert in incidents:
+            decision = advance(alert.incident, window.window_end, now, policy)
+            if decision.after != decision.before:
+                alert = self._save(conn, alert, decision, alert.figures, now, events)
+            ended.append(alert)
+        return ended
 
     def _sweep(
         self, conn: Connection, watermark: datetime | None, now: datetime
