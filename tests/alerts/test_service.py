@@ -34,7 +34,7 @@ class Clock:
         return self.seconds
 
 
-def make_settings(tmp_path: Path, hook_url: str) -> Settings:
+def make_settings(tmp_path: Path, hook_url: str, group_by: list[str] | None = None) -> Settings:
     return Settings(
         config_dir=tmp_path,
         windows={"sizes": ["1m", "5m"]},
@@ -53,7 +53,14 @@ def make_settings(tmp_path: Path, hook_url: str) -> Settings:
                 }
             ],
             "channels": {"hook": {"type": "webhook", "url": hook_url, "timeout": "2s"}},
-            "routes": [{"channels": ["hook"], "group_wait": "30s", "group_interval": "5m"}],
+            "routes": [
+                {
+                    "channels": ["hook"],
+                    "group_by": group_by or [],
+                    "group_wait": "30s",
+                    "group_interval": "5m",
+                }
+            ],
         },
     )
 
@@ -74,11 +81,18 @@ class Desk:
 
 
 @pytest.fixture
-def desk(engine: Engine, tmp_path: Path, webhook: WebhookReceiver, monkeypatch: Any) -> Desk:
+def desk(
+    engine: Engine,
+    tmp_path: Path,
+    webhook: WebhookReceiver,
+    monkeypatch: Any,
+    request: pytest.FixtureRequest,
+) -> Desk:
     monkeypatch.setenv("FINMON_WEBHOOK_SECRET", SECRET)
     clock = Clock()
+    group_by = getattr(request, "param", None)
     service = AlertService.from_settings(
-        make_settings(tmp_path, webhook.url), engine, monotonic=clock
+        make_settings(tmp_path, webhook.url, group_by), engine, monotonic=clock
     )
     return Desk(engine, service, clock)
 
@@ -157,3 +171,18 @@ def test_the_cli_shows_episode_and_detection_time(
     assert result.exit_code == 0, result.output
     assert "episode, event time (UTC)" in result.output and "detected (UTC)" in result.output
     assert "2026-01-05 10:00 to 10:10" in result.output
+
+
+@pytest.mark.parametrize("desk", [["key"]], indirect=True)
+def test_group_by_key_sends_one_message_per_key(
+    engine: Engine, desk: Desk, webhook: WebhookReceiver
+) -> None:
+    live_hour_with_two_bursts(desk)
+    desk.service.deliver_pending_until_idle(T0 + timedelta(hours=3))
+    groups = [(r.json()["kind"], r.json()["group"]["labels"]["key"]) for r in webhook.requests]
+    assert sorted(groups) == [
+        ("firing", "ACME"),
+        ("firing", "BETA"),
+        ("resolved", "ACME"),
+        ("resolved", "BETA"),
+    ]
