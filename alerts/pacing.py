@@ -11,8 +11,12 @@ hands them out at most once per interval. A window is handed out only once it is
   touched while the backlog drains, and is judged once, on its full counts, instead of on
   every partial count along the way.
 
-A late item (one whose window was already judged) notes its window again, which is judged
-again once settled: the lifecycle folds the new verdict into the window's incident.
+Late items (behind the watermark when noted) mean the stream is out of order beyond the
+allowed lateness, as in a shuffled backlog: then nothing is handed out until an interval
+brings no late item (at most `max_defer_s`), so the backlog's windows are judged once it
+has drained, on their full counts and full baselines, not on whatever part of them arrived
+first. A late item's window is judged again once settled: the lifecycle folds the new
+verdict into the window's incident.
 
 Pure logic with an injected monotonic clock; the lock only makes `add` (the worker's store
 thread) and `take_due` (the scheduler's thread) safe to call at once.
@@ -30,19 +34,25 @@ from monitor.windows import WindowKey
 class EvaluationPacer:
     """Windows waiting to be judged, handed out at most once per `interval_s` seconds."""
 
-    def __init__(self, interval_s: float) -> None:
-        if interval_s < 0:
-            raise ValueError("interval_s must be >= 0")
+    def __init__(self, interval_s: float, max_defer_s: float = 60.0) -> None:
+        if interval_s < 0 or max_defer_s < 0:
+            raise ValueError("interval_s and max_defer_s must be >= 0")
         self.interval_s = interval_s
+        self.max_defer_s = max_defer_s
+        self._late = False  # a late window was noted since the last hand-out
+        self._deferred_since: float | None = None
         self._fresh: dict[WindowKey, None] = {}  # touched since the last hand-out
         self._waiting: dict[WindowKey, None] = {}  # touched before it, not handed out yet
         self._last: float | None = None
         self._lock = threading.Lock()
 
-    def add(self, keys: Iterable[WindowKey]) -> None:
-        """Note `keys` as touched since the last hand-out."""
+    def add(self, keys: Iterable[WindowKey], watermark: datetime | None = None) -> None:
+        """Note `keys` as touched since the last hand-out; `watermark` is the watermark
+        before the batch, to tell late windows."""
         with self._lock:
-            self._fresh.update(dict.fromkeys(keys))
+            for key in keys:
+                self._fresh[key] = None
+                self._late = self._late or _closed(key, watermark)
 
     def take_due(self, now: float, watermark: datetime | None) -> list[WindowKey]:
         """The closed, settled windows, if the last hand-out is `interval_s` old at `now`."""
@@ -50,12 +60,20 @@ class EvaluationPacer:
             if self._last is not None and now - self._last < self.interval_s:
                 return []
             self._last = now
+            late, self._late = self._late, False
+            if late:
+                if self._deferred_since is None:
+                    self._deferred_since = now
+                if now - self._deferred_since < self.max_defer_s:
+                    return self._take(lambda w: False)  # out of order: wait for it to drain
+            self._deferred_since = None
             return self._take(lambda w: w not in self._fresh and _closed(w, watermark))
 
     def take_all(self, now: float, watermark: datetime | None) -> list[WindowKey]:
         """Every closed window, settled or not (the end of a replay, shutdown)."""
         with self._lock:
             self._last = now
+            self._late, self._deferred_since = False, None
             return self._take(lambda w: _closed(w, watermark))
 
     def give_back(self, keys: Iterable[WindowKey]) -> None:

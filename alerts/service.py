@@ -68,10 +68,14 @@ class AlertService:
         channels: Mapping[str, Channel],
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
+        self._wall = wall
         self.engine = engine
-        self._pacer = EvaluationPacer(settings.evaluate_every.total_seconds())
+        self._pacer = EvaluationPacer(
+            settings.evaluate_every.total_seconds(), settings.idle_timeout.total_seconds()
+        )
         self.watermark = Watermark(settings.allowed_lateness, settings.idle_timeout)
         self._monotonic = monotonic
         self._rules = {rule.name: rule for rule in settings.rules}
@@ -94,6 +98,7 @@ class AlertService:
         *,
         environ: Mapping[str, str] = os.environ,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> AlertService:
         """Validate `[alerts]` against the rest of the settings and build the channels.
 
@@ -107,7 +112,7 @@ class AlertService:
                     f"[windows] sizes: {sorted(sizes)} seconds"
                 )
         channels = build_channels(alert_settings, settings.resolve, environ)
-        return cls(alert_settings, engine, channels, monotonic=monotonic)
+        return cls(alert_settings, engine, channels, monotonic=monotonic, wall=wall)
 
     def policy(self, rule: RuleSettings) -> Policy:
         return Policy(
@@ -120,12 +125,15 @@ class AlertService:
     def note_stored(
         self, touched: Iterable[WindowKey], newest: Mapping[Hashable, datetime] | None = None
     ) -> None:
-        """Note the windows a stored batch touched, for the next `evaluate_due`, and the
-        newest `published_at` it held per input partition, for the watermark (pure, cannot
-        fail: the batch does not wait for the rules)."""
-        self._pacer.add(touched)
+        """Note the windows a stored batch touched that some rule judges, for the next
+        `evaluate_due`, and the newest `published_at` it held per input partition, for the
+        watermark (pure, cannot fail: the batch does not wait for the rules)."""
+        shapes = self._rules_by_shape
+        clock = self._monotonic()
+        before = self.watermark.current(clock, self._wall())
+        self._pacer.add((w for w in touched if (w.dimension, w.window_seconds) in shapes), before)
         if newest:
-            self.watermark.note(newest, self._monotonic())
+            self.watermark.note(newest, clock)
 
     def finish_input(self) -> None:
         """The input has ended (the end of a replayed file): every window counts as closed."""
@@ -149,13 +157,13 @@ class AlertService:
     def evaluate_due(self, now: datetime | None = None) -> list[AlertEvent]:
         """Judge the closed, settled windows noted so far, if the last evaluation is
         `evaluate_every` old (the worker's timer calls this every `evaluate_every`)."""
-        now = now or datetime.now(UTC)
+        now = now or self._wall()
         keys = self._pacer.take_due(self._monotonic(), self.current_watermark(now))
         return self._evaluate_taken(keys, now)
 
     def evaluate_pending(self, now: datetime | None = None) -> list[AlertEvent]:
         """Judge every closed window now, settled or not (the end of a replay, shutdown)."""
-        now = now or datetime.now(UTC)
+        now = now or self._wall()
         keys = self._pacer.take_all(self._monotonic(), self.current_watermark(now))
         return self._evaluate_taken(keys, now)
 
@@ -201,7 +209,7 @@ class AlertService:
         """Flush every waiting group (a one-shot run does not wait out `group_wait`) and
         deliver until nothing is due at `now` (default: the current time); the number sent.
         For replay and one-shot runs; failures are retried later, not waited for."""
-        now = now or datetime.now(UTC)
+        now = now or self._wall()
         sent = 0
         while stats := self.deliver_pending(now, flush_all=True):
             sent += stats.sent

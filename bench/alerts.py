@@ -162,11 +162,11 @@ def generate(seed: int) -> Stream:
         )
 
     episode(
-        "ticker-only: 40 bearish on TSLA-like AMZN in 15 min",
+        "ticker-only: 40 bearish on AAPL in 15 min",
         90,
         15,
-        ("ticker-negative-spike", "AMZN"),
-        [(("AMZN",), "Stock Movement")] * 40,
+        ("ticker-negative-spike", "AAPL"),
+        [(("AAPL",), "Stock Movement")] * 40,
     )
     banks = SECTORS["banks"][1]
     episode(
@@ -321,7 +321,9 @@ def run(
     engine = make_engine(url)
     clock = SimClock()
     channels = build_channels(alert_settings, settings.resolve, {})
-    service = AlertService(alert_settings, engine, channels, monotonic=clock)
+    service = AlertService(
+        alert_settings, engine, channels, monotonic=clock, wall=lambda: clock.wall
+    )
     runtime = Runtime(settings, engine, LabelClassifier(stream.items), service)
     progress: list[tuple[float, datetime]] = []
     first_arrival: dict[str, float] = {}

@@ -78,3 +78,23 @@ def test_pending_counts_each_window_once() -> None:
     pacer.add([w(1)])
     assert pacer.pending == 2
     assert pacer.take_all(0, at(10)) and pacer.pending == 0
+
+
+def test_late_windows_defer_judging_until_the_backlog_drains() -> None:
+    """A round that brought late windows (behind the watermark) hands nothing out: the
+    stream is out of order beyond the allowed lateness, so counts are still partial."""
+    pacer = EvaluationPacer(1.0, max_defer_s=10.0)
+    pacer.add([w(0)], at(60))  # late: its window closed long ago
+    assert pacer.take_due(0, at(60)) == []
+    pacer.add([w(1)], at(60))
+    assert pacer.take_due(1, at(60)) == []
+    assert sorted(pacer.take_due(2, at(60))) == [w(0), w(1)]  # a round without late data
+
+
+def test_deferring_is_bounded() -> None:
+    pacer = EvaluationPacer(1.0, max_defer_s=5.0)
+    handed: list[WindowKey] = []
+    for second in range(12):  # a late window in every round, forever
+        pacer.add([w(second % 2)], at(60))
+        handed += pacer.take_due(second, at(60))
+    assert handed, "judging resumes after max_defer_s even if late items keep coming"

@@ -92,7 +92,10 @@ def desk(
     clock = Clock()
     group_by = getattr(request, "param", None)
     service = AlertService.from_settings(
-        make_settings(tmp_path, webhook.url, group_by), engine, monotonic=clock
+        make_settings(tmp_path, webhook.url, group_by),
+        engine,
+        monotonic=clock,
+        wall=lambda: T0 + timedelta(seconds=clock.seconds),
     )
     return Desk(engine, service, clock)
 
