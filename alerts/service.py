@@ -234,7 +234,6 @@ class AlertService:
         self, conn: Connection, plan: Mapping[str, Mapping[str, set[WindowKey]]], now: datetime
     ) -> list[AlertEvent]:
         events: list[AlertEvent] = []
-        reopen = self.settings.reopen_within
         for name, keys in plan.items():
             rule = self._rules[name]
             starts = [w.window_start for windows in keys.values() for w in windows]
@@ -249,7 +248,7 @@ class AlertService:
             known = outbox.incidents_near(
                 conn,
                 {fingerprint(name, rule.dimension, key) for key in keys},
-                min(starts) - reopen,
+                min(starts) - self.policy(rule).hold,
             )
             for key, windows in sorted(keys.items()):
                 incidents = known.get(fingerprint(name, rule.dimension, key), [])
@@ -303,9 +302,8 @@ class AlertService:
         alert = incidents[index]
         # An incident keeps the figures of its peak window, the one its severity reflects.
         anomalous = assessment.status in (Status.FIRING, Status.ELEVATED)
-        kept = (
-            figures if anomalous and figures["score"] >= alert.figures["score"] else alert.figures
-        )
+        peak = alert.figures.get("score", float("-inf"))
+        kept = figures if anomalous and figures["score"] >= peak else alert.figures
         saved = self._save(conn, alert, decision, kept, now, events)
         return [saved if i == index else other for i, other in enumerate(incidents)]
 
