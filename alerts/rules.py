@@ -64,8 +64,8 @@ class RuleSettings(Section):
     resolve_z: float = 1.5
     """Hysteresis: a firing alert stays firing while its windows score at least this."""
     resolve_after: Duration | None = None
-    """Resolve once no window scored `resolve_z` for this long after the last anomalous one;
-    default: one window."""
+    """Resolve once no window scored `resolve_z` for this long after the last anomalous one
+    (or `alerts.reopen_within`, if longer); default: one window."""
     repeat_interval: Duration = timedelta(hours=4)
 
     @field_validator("window")
@@ -263,7 +263,8 @@ class AlertSettings(Section):
     idle_timeout: Duration = timedelta(minutes=1)
     """Processing time: a partition with no item for this long stops holding the watermark
     back; when all are idle, the watermark moves up to the wall clock minus
-    `allowed_lateness` (a quiet stream still resolves its incidents)."""
+    `allowed_lateness` (a quiet stream still resolves its incidents). Also the longest that
+    judging waits while late items keep arriving (a backlog out of order)."""
     reopen_within: Duration = timedelta(minutes=30)
     """Event time: an anomalous window less than this after (or before) an incident's
     episode belongs to that incident: a key that calms down and fires again within it
