@@ -9,6 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerts.watermark import Watermark
+from monitor.contract import NewsItem
+from monitor.model.interface import Classification
+from monitor.pipeline_types import ClassifiedItem, Origin, RawMessage
+from monitor.processing import PreparedBatch
+from monitor.runtime import event_progress
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 LATE = timedelta(minutes=2)
@@ -56,3 +61,17 @@ def test_never_moves_back(arrivals: list[tuple[int, int, int]]) -> None:
         assert current is not None
         seen.append(current)
     assert seen == sorted(seen)
+
+
+def test_the_commit_path_reports_the_newest_item_per_partition() -> None:
+    """What `Runtime.commit` feeds the watermark: redelivered items count too."""
+
+    def classified(partition: int | None, minute: int) -> tuple[ClassifiedItem, RawMessage]:
+        item = NewsItem(id=f"{partition}-{minute}", published_at=m(minute), headline="h")
+        verdict = Classification("Macro", 0.9, "neutral", 0.0, {"neutral": 0.9}, "t")
+        origin = None if partition is None else Origin("raw", partition, minute)
+        return ClassifiedItem(item, verdict, origin), RawMessage(b"", origin)
+
+    batch = PreparedBatch(T0, classified=[classified(0, 5), classified(0, 3), classified(1, 2)])
+    assert event_progress(batch) == {0: m(5), 1: m(2)}
+    assert event_progress(PreparedBatch(T0, classified=[classified(None, 7)])) == {None: m(7)}
