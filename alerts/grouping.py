@@ -44,6 +44,7 @@ def flush_due_at(
     return due
 
 
-def message_kind(kinds: Sequence[str]) -> Kind:
-    """A message is `firing` while any of its notices is not a resolution."""
-    return Kind.RESOLVED if all(k == Kind.RESOLVED for k in kinds) else Kind.FIRING
+def message_kind(open_states: Sequence[bool]) -> Kind:
+    """A message is `firing` while any alert it carries is still open (as Alertmanager's
+    group status), else `resolved`; each alert says what happened to it in its own `kind`."""
+    return Kind.FIRING if any(open_states) else Kind.RESOLVED

@@ -120,8 +120,8 @@ class AlertDeliveryRow(Base):
     channel: Mapped[str] = mapped_column(String(64))
     group_key: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
-    """`firing` while any alert of the group is firing, else `resolved` (`repeat`: rows
-    from before grouping)."""
+    """`firing` while any alert it carries is open, else `resolved` (`repeat`: rows from
+    before grouping)."""
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))

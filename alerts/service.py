@@ -459,7 +459,7 @@ class AlertService:
             documents.append(alert_document(alert, notice.kind, notice.reason, headlines))
         ids = [n.id for n in notices]
         key = outbox.delivery_key(group.group_key, group.channel, ids)
-        kind = message_kind([n.kind for n in notices])
+        kind = message_kind([n.alert.incident.open for n in notices])
         payload = message_document(
             kind=kind,
             alerts=documents,

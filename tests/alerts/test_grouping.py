@@ -55,12 +55,8 @@ def test_groups_are_per_route_and_channel() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kinds", "kind"),
-    [
-        (["firing"], Kind.FIRING),
-        (["resolved", "escalated"], Kind.FIRING),
-        (["resolved", "resolved"], Kind.RESOLVED),
-    ],
+    ("open_states", "kind"),
+    [([True], Kind.FIRING), ([False, True], Kind.FIRING), ([False, False], Kind.RESOLVED)],
 )
-def test_a_message_is_firing_while_any_alert_in_it_is(kinds: list[str], kind: Kind) -> None:
-    assert message_kind(kinds) is kind
+def test_a_message_is_firing_while_any_alert_in_it_is(open_states: list[bool], kind: Kind) -> None:
+    assert message_kind(open_states) is kind
