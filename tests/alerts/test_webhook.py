@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -120,3 +123,19 @@ def test_a_refused_connection_is_retryable() -> None:
     with pytest.raises(DeliveryError, match="unreachable") as failure:
         channel(f"http://127.0.0.1:{free_port()}/x").send(notification())
     assert failure.value.retryable
+
+
+def test_the_receiver_snippet_in_the_docs_verifies_a_real_request(
+    webhook: WebhookReceiver,
+) -> None:
+    """docs/alerts.md's verification snippet, run as written, against a signed request."""
+    docs = (Path(__file__).parents[2] / "docs" / "alerts.md").read_text()
+    [snippet] = re.findall(r"```python\n(.*?)```", docs, flags=re.S)
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # noqa: S102 (our own documentation)
+    channel(webhook.url).send(notification())
+    [request] = webhook.requests
+    header = request.headers["X-Finmon-Signature"]
+    assert namespace["verify"](SECRET.encode(), request.body, header)
+    assert not namespace["verify"](SECRET.encode(), request.body + b" ", header)
+    assert not namespace["verify"](b"wrong", request.body, header)
