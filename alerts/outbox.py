@@ -20,10 +20,11 @@ from sqlalchemy import Connection, func, insert, or_, select, update
 
 from alerts.lifecycle import Incident, Kind
 from alerts.models import AlertDeliveryRow, AlertNoticeRow, AlertRow
+from monitor.db.models import table
 
-_alerts = AlertRow.__table__
-_notices = AlertNoticeRow.__table__
-_deliveries = AlertDeliveryRow.__table__
+_alerts = table(AlertRow)
+_notices = table(AlertNoticeRow)
+_deliveries = table(AlertDeliveryRow)
 _CHUNK = 500
 
 
@@ -135,7 +136,7 @@ def incidents_near(
             .order_by(a.episode_start, a.id)
         )
         for row in conn.execute(query):
-            found.setdefault(row.fingerprint, []).append(_stored(row._mapping))
+            found.setdefault(row.fingerprint, []).append(_stored(dict(row._mapping)))
     return found
 
 
@@ -151,7 +152,7 @@ def detected_since(conn: Connection, since: datetime) -> tuple[int, int]:
 def open_incidents(conn: Connection) -> list[StoredAlert]:
     """Every incident not resolved yet."""
     query = select(_alerts).where(_alerts.c.state == "firing").order_by(_alerts.c.id)
-    return [_stored(row._mapping) for row in conn.execute(query)]
+    return [_stored(dict(row._mapping)) for row in conn.execute(query)]
 
 
 def open_alert(
@@ -286,7 +287,7 @@ def waiting_notices(conn: Connection, group: str, channel: str) -> list[Notice]:
                 fields["notice_kind"],
                 fields["notice_reason"],
                 fields["notice_created_at"],
-                _stored(fields),
+                _stored(dict(fields)),
             )
         )
     return notices

@@ -34,6 +34,9 @@ def _env_var_name(name: str | None) -> str | None:
     return name
 
 
+DEFAULT_THRESHOLDS: dict[Severity, float] = {"warning": 3.0, "critical": 5.0}
+
+
 class RuleSettings(Section):
     """When a window of one dimension counts as a negative spike against its own baseline."""
 
@@ -47,6 +50,10 @@ class RuleSettings(Section):
     """`share`: z of the bearish share against the baseline share (a two-proportion test);
     `count`: robust z of the bearish count against the baseline's median and MAD;
     the other two combine both z-scores with min (and) or max (or)."""
+    count: Literal["items", "stories"] = "items"
+    """What the rule counts: every stored item, or stories (`news_items.is_novel`: a story
+    carried by five outlets counts once, so syndication alone cannot make a spike).
+    Windows stored before migration 0006 have no story counts."""
     min_volume: int = Field(default=10, ge=1)
     """Items the window needs before it can fire: one bearish item on a quiet key never does."""
     min_bearish: int = Field(default=3, ge=1)
@@ -57,9 +64,7 @@ class RuleSettings(Section):
     prior_weight: float = Field(default=20, gt=0)
     """The baseline share starts from `prior_share` worth `prior_weight` items, so a key with
     little or no history still has a sensible, uncertain baseline."""
-    thresholds: dict[Severity, float] = Field(
-        default_factory=lambda: {"warning": 3.0, "critical": 5.0}
-    )
+    thresholds: dict[Severity, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     """The score (a z-score) from which each severity fires."""
     resolve_z: float = 1.5
     """Hysteresis: a firing alert stays firing while its windows score at least this."""
@@ -275,7 +280,7 @@ class AlertSettings(Section):
     replay, a long backlog) is history: stored, with the reason, but never delivered."""
     rules: list[RuleSettings] = Field(default_factory=lambda: list(DEFAULT_RULES))
     channels: dict[str, ChannelSettings] = Field(
-        default_factory=lambda: {"log": LogChannelSettings(type="log")}
+        default_factory=lambda: dict[str, ChannelSettings](log=LogChannelSettings(type="log"))
     )
     routes: list[RouteSettings] = Field(default_factory=lambda: [RouteSettings(channels=["log"])])
     delivery: DeliverySettings = DeliverySettings()

@@ -245,6 +245,11 @@ class AlertService:
                 min(starts) - rule.window * rule.baseline_windows,
                 max(starts),
             )
+            if rule.count == "stories":
+                history = {
+                    key: {start: c.stories() for start, c in by_start.items()}
+                    for key, by_start in history.items()
+                }
             known = outbox.incidents_near(
                 conn,
                 {fingerprint(name, rule.dimension, key) for key in keys},
@@ -455,6 +460,8 @@ class AlertService:
                     datetime.fromisoformat(str(alert.figures["window_start"])),
                     datetime.fromisoformat(str(alert.figures["window_end"])),
                     self.settings.sample_headlines,
+                    stories=alert.rule in self._rules
+                    and self._rules[alert.rule].count == "stories",
                 )
             documents.append(alert_document(alert, notice.kind, notice.reason, headlines))
         ids = [n.id for n in notices]

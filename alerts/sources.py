@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, select
 
-from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow
+from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow, table
 from monitor.windows import WindowCounts
 
 _CHUNK = 500
@@ -23,7 +23,7 @@ def read_windows(
     last_start: datetime,
 ) -> dict[str, dict[datetime, WindowCounts]]:
     """Counts per key and window start for windows starting in [first_start, last_start]."""
-    t = TrendWindowRow.__table__
+    t = table(TrendWindowRow)
     keys = sorted(keys)
     history: dict[str, dict[datetime, WindowCounts]] = {}
     for offset in range(0, len(keys), _CHUNK):
@@ -35,6 +35,10 @@ def read_windows(
                 t.c.n_neutral,
                 t.c.n_bullish,
                 t.c.score_sum,
+                t.c.n_novel_bearish,
+                t.c.n_novel_neutral,
+                t.c.n_novel_bullish,
+                t.c.novel_score_sum,
             ).where(
                 t.c.dimension == dimension,
                 t.c.key.in_(keys[offset : offset + _CHUNK]),
@@ -42,19 +46,26 @@ def read_windows(
                 t.c.window_start.between(first_start, last_start),
             )
         )
-        for key, start, n_bearish, n_neutral, n_bullish, score_sum in rows:
-            counts = WindowCounts(n_bearish, n_neutral, n_bullish, score_sum)
-            history.setdefault(key, {})[start] = counts
+        for key, start, *counts in rows:
+            history.setdefault(key, {})[start] = WindowCounts(*counts)
     return history
 
 
 def sample_headlines(
-    conn: Connection, dimension: str, key: str, start: datetime, end: datetime, limit: int
+    conn: Connection,
+    dimension: str,
+    key: str,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    *,
+    stories: bool = False,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` headlines of `key` published in [start, end), most bearish first."""
+    """Up to `limit` headlines of `key` published in [start, end), most bearish first;
+    with `stories`, only each story's first item (a copy would repeat a headline)."""
     if limit <= 0:
         return []
-    items = NewsItemRow.__table__
+    items = table(NewsItemRow)
     published = items.c.published_at
     query = select(
         items.c.id,
@@ -66,12 +77,15 @@ def sample_headlines(
         items.c.sentiment_score,
     )
     if dimension == "ticker":
-        tickers = NewsItemTickerRow.__table__
+        tickers = table(NewsItemTickerRow)
         query = query.join(tickers, tickers.c.item_id == items.c.id).where(tickers.c.ticker == key)
         published = tickers.c.published_at
     elif dimension == "topic":
         query = query.where(items.c.topic == key)
-    query = query.where(published >= start, published < end).order_by(
+    query = query.where(published >= start, published < end)
+    if stories:
+        query = query.where(items.c.is_novel.isnot(False))
+    query = query.order_by(
         case((items.c.sentiment == "bearish", 0), else_=1),
         items.c.sentiment_score,
         items.c.id,

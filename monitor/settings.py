@@ -15,7 +15,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -25,9 +33,10 @@ from pydantic_settings import (
 )
 
 from monitor.durations import parse_duration
+from monitor.resources import DEFAULT_ARTIFACT_NAME, bundled_artifact, bundled_artifacts
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_ROOT / "config.toml"
+DEFAULT_CONFIG = Path("config.toml")
+"""Looked for in the current directory when neither `-c` nor `$FINMON_CONFIG` names one."""
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -99,8 +108,11 @@ class WindowSettings(Section):
 
 
 class ModelSettings(Section):
-    path: Path = Path("models/finmon-minilm-v1")
-    """The adapter artifact. Relative paths are relative to the config file's folder."""
+    artifact: str = DEFAULT_ARTIFACT_NAME
+    """A model artifact shipped with finmon (a directory of `models/`), by name."""
+    path: Path | None = None
+    """An artifact directory instead (relative paths are relative to the config file's
+    folder); takes precedence over `artifact`."""
     base_path: Path | None = None
     """A local Hugging Face encoder directory; default: the one the artifact names."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -113,8 +125,62 @@ class ModelSettings(Section):
     """How those cores share a batch: `threads + 2` slices of it, each run single-threaded
     (robust when the worker's other work shares the cores), or torch splits every op."""
 
+    @model_validator(mode="after")
+    def _artifact_is_bundled(self) -> ModelSettings:
+        # checked at start, with the other settings, rather than when the model loads
+        if self.path is None and self.artifact not in bundled_artifacts():
+            shipped = ", ".join(bundled_artifacts()) or "none"
+            raise ValueError(f"no bundled model artifact {self.artifact!r} (shipped: {shipped})")
+        return self
+
+
+class FeedSettings(Section):
+    """One feed `finmon ingest` polls (`[[ingest.feeds]]`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    """Stable: it is part of every item id from this feed, and its metrics label."""
+    url: str = Field(pattern=r"^https?://")
+    every: Duration = timedelta(minutes=5)
+    tickers: list[str] = []
+    """Added to every item of the feed (a company's own newsroom feed, say)."""
+    lang: str | None = None
+    """The feed's language, when its entries do not say."""
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    """A response body larger than this (after gzip) is refused, unread beyond it."""
+    max_entries: int = Field(default=200, ge=1)
+    """Entries taken per poll (the newest first, in feed order)."""
+    timeout: Duration = timedelta(seconds=20)
+    article_text: bool = False
+    """Fetch each new entry's link and use the page's main text (trafilatura) as the body."""
+    article_max_per_poll: int = Field(default=20, ge=1)
+    """Articles fetched per poll at most; later entries keep the feed's summary."""
+    article_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    article_timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("article_text")
+    @classmethod
+    def _extractor_installed(cls, wanted: bool) -> bool:
+        if wanted:
+            try:
+                import trafilatura  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "article_text needs trafilatura: pip install 'finmon[articles]'"
+                ) from None
+        return wanted
+
 
 class IngestSettings(Section):
+    feeds: list[FeedSettings] = []
+    """The feeds `finmon ingest` polls; names must be unique."""
+    user_agent: str = "finmon-ingest/1.0 (+https://github.com/finmon/finmon; news sentiment)"
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    max_backoff: Duration = timedelta(hours=1)
+    """Errors back a feed off exponentially (with jitter) up to this; Retry-After is honoured."""
+    seen_horizon: Duration = timedelta(days=30)
+    """How long published ids are remembered per feed, so a restart never republishes."""
+    web_port: int = Field(default=6067, ge=0, le=65535)
+    """`finmon ingest`'s /health and /metrics (on `web.host`)."""
     max_headline_chars: int = Field(default=1000, ge=16)
     max_body_chars: int = Field(default=20_000, ge=0)
     """Longer bodies are stored truncated to this many characters (never rejected)."""
@@ -124,6 +190,23 @@ class IngestSettings(Section):
     """`published_at` further than this in the future is rejected: a clock or feed bug."""
     max_age: Duration = timedelta(days=365)
     """`published_at` older than this is rejected: it would only rewrite history."""
+
+    @field_validator("feeds")
+    @classmethod
+    def _unique_names(cls, feeds: list[FeedSettings]) -> list[FeedSettings]:
+        names = [f.name for f in feeds]
+        if len(names) != len(set(names)):
+            raise ValueError(f"feed names must be unique: {names}")
+        return feeds
+
+
+class NoveltySettings(Section):
+    """Story linking (`monitor.novelty`): which stored items retell a story already seen."""
+
+    enabled: bool = True
+    horizon: Duration = timedelta(hours=24)
+    jaccard: float = Field(default=0.6, gt=0, le=1)
+    containment: float = Field(default=0.75, gt=0, le=1)
 
 
 class WebSettings(Section):
@@ -160,13 +243,16 @@ class Settings(BaseSettings):
     windows: WindowSettings = WindowSettings()
     model: ModelSettings = ModelSettings()
     ingest: IngestSettings = IngestSettings()
+    novelty: NoveltySettings = NoveltySettings()
     web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
     retention: RetentionSettings = RetentionSettings()
     alerts: dict[str, Any] = {}
     """Validated by `alerts.rules.AlertSettings`; kept loose here so alerts own their schema."""
 
-    config_dir: Path = REPO_ROOT
+    config_dir: Path = Field(default_factory=Path.cwd)
+    """Where relative paths of the config point from: the config file's folder (the
+    current directory when there is no file)."""
 
     @classmethod
     def settings_customise_sources(
@@ -218,13 +304,17 @@ class Settings(BaseSettings):
 
     @property
     def model_path(self) -> Path:
-        return self.resolve(self.model.path)
+        """The artifact directory: `model.path`, else the bundled `model.artifact`."""
+        if self.model.path is not None:
+            return self.resolve(self.model.path)
+        return bundled_artifact(self.model.artifact)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Load settings from `path` (or `$FINMON_CONFIG`, or the repo's config.toml).
+    """Load settings from `path`, else `$FINMON_CONFIG`, else `./config.toml`.
 
-    A missing explicit file is an error; a missing default file means built-in defaults.
+    A missing explicit file is an error; a missing `./config.toml` means built-in defaults,
+    with relative paths (the SQLite file) under the current directory.
     """
     explicit = path or os.environ.get("FINMON_CONFIG")
     config = Path(explicit) if explicit else DEFAULT_CONFIG

@@ -44,12 +44,17 @@ class WindowKey(NamedTuple):
 
 @dataclass(slots=True)
 class WindowCounts:
-    """Counts and score sum of one window; added together when items arrive."""
+    """Counts and score sum of one window; added together when items arrive. The `novel_`
+    fields count only the items that started a story (`monitor.novelty`)."""
 
     n_bearish: int = 0
     n_neutral: int = 0
     n_bullish: int = 0
     score_sum: float = 0.0
+    novel_bearish: int = 0
+    novel_neutral: int = 0
+    novel_bullish: int = 0
+    novel_score_sum: float = 0.0
 
     @property
     def n_total(self) -> int:
@@ -59,11 +64,25 @@ class WindowCounts:
     def mean_score(self) -> float:
         return self.score_sum / self.n_total if self.n_total else 0.0
 
+    @property
+    def n_novel(self) -> int:
+        return self.novel_bearish + self.novel_neutral + self.novel_bullish
+
+    def stories(self) -> WindowCounts:
+        """The window counted in stories: one item per story, the story's first."""
+        return WindowCounts(
+            self.novel_bearish, self.novel_neutral, self.novel_bullish, self.novel_score_sum
+        )
+
     def merge(self, other: WindowCounts) -> None:
         self.n_bearish += other.n_bearish
         self.n_neutral += other.n_neutral
         self.n_bullish += other.n_bullish
         self.score_sum += other.score_sum
+        self.novel_bearish += other.novel_bearish
+        self.novel_neutral += other.novel_neutral
+        self.novel_bullish += other.novel_bullish
+        self.novel_score_sum += other.novel_score_sum
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +94,8 @@ class Observation:
     tickers: tuple[str, ...]
     sentiment: str
     score: float
+    is_novel: bool = True
+    """Whether the item started a story (an item whose novelty is unknown counts as one)."""
 
 
 def keys_for(obs: Observation, sizes: Iterable[timedelta]) -> list[WindowKey]:
@@ -84,7 +105,7 @@ def keys_for(obs: Observation, sizes: Iterable[timedelta]) -> list[WindowKey]:
 
 def _key_tuples(obs: Observation, steps: list[int]) -> list[tuple[int, datetime, str, str]]:
     pairs = [("all", ALL_KEY), ("topic", obs.topic), *(("ticker", t) for t in obs.tickers)]
-    keys = []
+    keys: list[tuple[int, datetime, str, str]] = []
     for step in steps:
         start = window_start(obs.published_at, timedelta(seconds=step))
         keys.extend((step, start, dim, key) for dim, key in pairs)
@@ -101,8 +122,9 @@ def aggregate(
     """Sum observations into per-window deltas, ready to be added to stored rows.
 
     Summed in plain tuples and lists, and made `WindowKey`s and `WindowCounts` once per
-    window: a batch of 128 items counts in ~1100 (window, key) pairs but only ~150 distinct
-    windows, and building the objects per pair was ~8 % of the worker's main process."""
+    window: a batch counts in several (window, key) pairs per item but touches far fewer
+    distinct windows, and building the objects per pair was a visible share of the worker's
+    CPU (docs/performance.md)."""
     steps = [int(size.total_seconds()) for size in sizes]
     sums: dict[tuple[int, datetime, str, str], list[float]] = {}
     for obs in observations:
@@ -112,10 +134,15 @@ def aggregate(
         for key in _key_tuples(obs, steps):
             counts = sums.get(key)
             if counts is None:
-                counts = sums[key] = [0, 0, 0, 0.0]
+                counts = sums[key] = [0, 0, 0, 0.0, 0, 0, 0, 0.0]
             counts[column] += 1
             counts[3] += obs.score
+            if obs.is_novel:
+                counts[4 + column] += 1
+                counts[7] += obs.score
     return {
-        WindowKey._make(key): WindowCounts(int(bear), int(neutral), int(bull), score)
-        for key, (bear, neutral, bull, score) in sums.items()
+        WindowKey._make(key): WindowCounts(
+            int(c[0]), int(c[1]), int(c[2]), c[3], int(c[4]), int(c[5]), int(c[6]), c[7]
+        )
+        for key, c in sums.items()
     }

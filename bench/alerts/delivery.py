@@ -27,8 +27,8 @@ from bench.alerts.stream import (
     LabelClassifier,
     Stream,
 )
+from finmon.runtime import assemble
 from monitor.db.engine import make_engine, upgrade
-from monitor.runtime import Runtime
 from monitor.settings import Settings
 
 
@@ -133,7 +133,7 @@ def run(
     service = AlertService(
         alert_settings, engine, channels, monotonic=clock, wall=lambda: clock.wall
     )
-    runtime = Runtime(settings, engine, LabelClassifier(stream.items), service)
+    runtime = assemble(settings, engine, LabelClassifier(stream.items), service)
     progress: list[tuple[float, datetime]] = []
     first_arrival: dict[str, float] = {}
     episode_items = _episode_items(stream)
@@ -147,7 +147,7 @@ def run(
             index += 1
         if pending:
             batch, pending = pending[:BATCH], pending[BATCH:]
-            runtime.handle([a.item.message(a.partition) for a in batch])
+            runtime.processor.process([a.item.message(a.partition) for a in batch])
             clock.seconds += len(batch) / BACKLOG_RATE  # the batch's processing time
             for a in batch:
                 newest = max(newest, a.item.at)

@@ -1,7 +1,7 @@
 """incidents in event time: episodes, flap damping, history, grouped deliveries
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0006 (written against 0003; re-chained after 0006, which landed first)
 Create Date: 2026-12-02 08:00:00.000000
 
 Existing rows are migrated forward:
@@ -27,7 +27,7 @@ from alembic import op
 import monitor.db.models
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -33,7 +33,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow, UTCDateTime
+from monitor.db.models import (
+    NewsItemBandRow,
+    NewsItemRow,
+    NewsItemTickerRow,
+    TrendWindowRow,
+    UTCDateTime,
+    table,
+)
+from monitor.db.stories import StoryLinks
+from monitor.novelty import Link, Linker
 from monitor.pipeline_types import ClassifiedItem
 from monitor.windows import Observation, WindowCounts, WindowKey, aggregate
 
@@ -52,11 +61,17 @@ class StoreResult:
 
 
 class NewsStore:
-    """Writes classified batches; the only writer of `news_items` and `trend_windows`."""
+    """Writes classified batches; the only writer of `news_items`, `news_item_bands` and
+    `trend_windows`. With a `linker`, each new item gets its story (`monitor.db.stories`)
+    in the same transaction, so a redelivered item, which inserts nothing, never counts
+    as a story twice either."""
 
-    def __init__(self, engine: Engine, window_sizes: Iterable[timedelta]) -> None:
+    def __init__(
+        self, engine: Engine, window_sizes: Iterable[timedelta], linker: Linker | None = None
+    ) -> None:
         self.engine = engine
         self.window_sizes = list(window_sizes)
+        self.stories = StoryLinks(linker) if linker is not None else None
 
     def store(self, items: Sequence[ClassifiedItem], *, now: datetime | None = None) -> StoreResult:
         """Store `items` (unique ids within the batch) and add new ones to their windows."""
@@ -65,14 +80,16 @@ class NewsStore:
         if not items:
             return result
         with self.engine.begin() as conn:
-            inserted_ids = self._insert_items(conn, items, now)
+            links = self.stories.link(conn, items) if self.stories is not None else {}
+            inserted_ids = self._insert_items(conn, items, now, links)
             for item in items:
                 (result.inserted if item.item.id in inserted_ids else result.duplicates).append(
                     item
                 )
             result.conflicts = self._conflicts(conn, result.duplicates)
             result.windows = aggregate(
-                (_observation(i) for i in result.inserted), self.window_sizes
+                (_observation(i, links.get(i.item.id)) for i in result.inserted),
+                self.window_sizes,
             )
             self._add_to_windows(conn, result.windows, now)
         for item in result.conflicts:
@@ -83,11 +100,20 @@ class NewsStore:
         return result
 
     def _insert_items(
-        self, conn: Connection, items: Sequence[ClassifiedItem], now: datetime
+        self,
+        conn: Connection,
+        items: Sequence[ClassifiedItem],
+        now: datetime,
+        links: dict[str, Link],
     ) -> set[str]:
         statements = _statements(conn.dialect.name)
-        rows = [_row(i, now) for i in items]
+        rows = [_row(i, now, links.get(i.item.id)) for i in items]
         inserted = set(conn.scalars(statements.items, _params(conn, rows)).all())
+        band_rows = StoryLinks.band_rows(
+            links, inserted, {i.item.id: i.item.published_at for i in items}
+        )
+        if band_rows:
+            conn.execute(statements.bands, _params(conn, band_rows))
         ticker_rows = [
             {"item_id": i.item.id, "ticker": t, "published_at": i.item.published_at}
             for i in items
@@ -103,10 +129,10 @@ class NewsStore:
     ) -> list[ClassifiedItem]:
         if not duplicates:
             return []
-        table = NewsItemRow.__table__
+        items = table(NewsItemRow)
         ids = [d.item.id for d in duplicates]
         stored = dict(
-            conn.execute(select(table.c.id, table.c.content_hash).where(table.c.id.in_(ids))).all()
+            conn.execute(select(items.c.id, items.c.content_hash).where(items.c.id.in_(ids))).all()
         )
         return [d for d in duplicates if stored.get(d.item.id) != d.item.content_hash]
 
@@ -128,6 +154,11 @@ class NewsStore:
                 "n_total": c.n_total,
                 "score_sum": c.score_sum,
                 "mean_score": c.mean_score,
+                "n_novel": c.n_novel,
+                "n_novel_bearish": c.novel_bearish,
+                "n_novel_neutral": c.novel_neutral,
+                "n_novel_bullish": c.novel_bullish,
+                "novel_score_sum": c.novel_score_sum,
                 "updated_at": now,
             }
             # sorted keys: concurrent workers lock rows in one order, so they cannot deadlock
@@ -139,10 +170,11 @@ class NewsStore:
 @dataclass(frozen=True, slots=True)
 class _Statements:
     """The store's three writes, built once per database kind: building a SQLAlchemy
-    statement costs more CPU than PostgreSQL spends running it (2-3 ms a batch)."""
+    statement costs more CPU than PostgreSQL spends running it."""
 
     items: Any
     tickers: Any
+    bands: Any
     windows: Any
 
 
@@ -151,14 +183,15 @@ def _statements(dialect: str) -> _Statements:
     def insert(table: Table) -> Any:
         return _insert_json_rowset(table) if dialect == "postgresql" else sqlite.insert(table)
 
-    items = NewsItemRow.__table__
-    windows = TrendWindowRow.__table__
+    items = table(NewsItemRow)
+    windows = table(TrendWindowRow)
     upsert = insert(windows)
     excluded = upsert.excluded
     total = windows.c.n_total + excluded.n_total
     return _Statements(
         items=insert(items).on_conflict_do_nothing(index_elements=["id"]).returning(items.c.id),
-        tickers=insert(NewsItemTickerRow.__table__),
+        tickers=insert(table(NewsItemTickerRow)),
+        bands=insert(table(NewsItemBandRow)).on_conflict_do_nothing(),
         windows=upsert.on_conflict_do_update(
             index_elements=["window_seconds", "window_start", "dimension", "key"],
             set_={
@@ -168,6 +201,16 @@ def _statements(dialect: str) -> _Statements:
                 "n_total": total,
                 "score_sum": windows.c.score_sum + excluded.score_sum,
                 "mean_score": (windows.c.score_sum + excluded.score_sum) / total,
+                **{
+                    name: windows.c[name] + excluded[name]
+                    for name in (
+                        "n_novel",
+                        "n_novel_bearish",
+                        "n_novel_neutral",
+                        "n_novel_bullish",
+                        "novel_score_sum",
+                    )
+                },
                 "updated_at": excluded.updated_at,
             },
         ),
@@ -183,9 +226,9 @@ def _params(conn: Connection, rows: list[dict[str, object]]) -> Any:
 
 
 def _rowset_document(rows: list[dict[str, object]]) -> str:
-    """The rows as one JSON document, by orjson: a tenth of the CPU of `json.dumps` with a
-    hook for datetimes, which was 13 % of the worker's main process at full load
-    (docs/performance.md). orjson writes aware datetimes as ISO 8601 with their offset, as
+    """The rows as one JSON document, by orjson: the standard library with a hook for
+    datetimes was a large share of the worker's CPU at full load, orjson a small fraction
+    of it (docs/performance.md). orjson writes aware datetimes as ISO 8601 with their offset, as
     PostgreSQL's timestamptz reads them; the two things it does not refuse are refused
     before, where the rows are built: naive datetimes (`_aware`) and NaN, which it would
     write as null (`_row`). It does refuse integers beyond 64 bits, which JSON allows in an
@@ -201,8 +244,9 @@ def _insert_json_rowset(table: Table) -> Any:
     is every row of the batch in a single JSON document (`_params`).
 
     The statement's text does not depend on the number of rows, so it is compiled and
-    parsed once and PostgreSQL prepares it; the batch is serialised by `json.dumps` (C) and
-    parsed by PostgreSQL (C). The multi-row VALUES list this replaces (one parameter per row
+    parsed once and PostgreSQL prepares it; the batch is serialised by orjson
+    (`_rowset_document`) and parsed by PostgreSQL, both in C. The multi-row VALUES list this
+    replaces (one parameter per row
     and column) was parsed again for every batch, and one array parameter per column spent
     as long quoting every element in Python (docs/performance.md). Callers add the ON
     CONFLICT clause, the same as the SQLite path's."""
@@ -246,14 +290,19 @@ def _finite(*values: float) -> None:
         raise ValueError(f"non-finite classifier output {values}")
 
 
-def _observation(item: ClassifiedItem) -> Observation:
+def _observation(item: ClassifiedItem, link: Link | None) -> Observation:
     c = item.classification
     return Observation(
-        item.item.published_at, c.topic, item.item.tickers, c.sentiment, c.sentiment_score
+        item.item.published_at,
+        c.topic,
+        item.item.tickers,
+        c.sentiment,
+        c.sentiment_score,
+        link is None or link.is_novel,
     )
 
 
-def _row(item: ClassifiedItem, now: datetime) -> dict[str, object]:
+def _row(item: ClassifiedItem, now: datetime, link: Link | None) -> dict[str, object]:
     news, c = item.item, item.classification
     probs = c.sentiment_probs
     p_bearish, p_neutral, p_bullish = (
@@ -286,4 +335,6 @@ def _row(item: ClassifiedItem, now: datetime) -> dict[str, object]:
         "kafka_topic": item.origin.topic if item.origin else None,
         "kafka_partition": item.origin.partition if item.origin else None,
         "kafka_offset": item.origin.offset if item.origin else None,
+        "story_id": link.story_id if link else None,
+        "is_novel": link.is_novel if link else None,
     }

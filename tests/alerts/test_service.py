@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 
 from alerts.channels.webhook import verify_signature
-from alerts.cli import alerts_command
 from alerts.lifecycle import Kind
 from alerts.models import AlertRow
 from alerts.service import AlertService
+from finmon.cli.alerts import alerts_command
 from monitor.settings import Settings
 from tests.alerts.conftest import T0, Feed, WebhookReceiver
 

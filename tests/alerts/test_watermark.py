@@ -12,8 +12,7 @@ from alerts.watermark import Watermark
 from monitor.contract import NewsItem
 from monitor.model.interface import Classification
 from monitor.pipeline_types import ClassifiedItem, Origin, RawMessage
-from monitor.processing import PreparedBatch
-from monitor.runtime import event_progress
+from monitor.processing import ClassifiedBatch, event_progress
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 LATE = timedelta(minutes=2)
@@ -72,6 +71,6 @@ def test_the_commit_path_reports_the_newest_item_per_partition() -> None:
         origin = None if partition is None else Origin("raw", partition, minute)
         return ClassifiedItem(item, verdict, origin), RawMessage(b"", origin)
 
-    batch = PreparedBatch(T0, classified=[classified(0, 5), classified(0, 3), classified(1, 2)])
+    batch = ClassifiedBatch(T0, classified=[classified(0, 5), classified(0, 3), classified(1, 2)])
     assert event_progress(batch) == {0: m(5), 1: m(2)}
-    assert event_progress(PreparedBatch(T0, classified=[classified(None, 7)])) == {None: m(7)}
+    assert event_progress(ClassifiedBatch(T0, classified=[classified(None, 7)])) == {None: m(7)}

