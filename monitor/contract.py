@@ -34,6 +34,10 @@ class IngestPolicy:
     max_message_bytes: int = 8 * 1024 * 1024
     max_future_skew: timedelta = timedelta(minutes=10)
     max_age: timedelta = timedelta(days=365)
+    max_tickers: int = 100
+    """Distinct tickers one item may name (its `tickers` plus its cashtags). Each ticker
+    costs a row and one window row per size; a message over the limit is dead-lettered, not
+    cut, so no ticker's trend ever counts an item it was arbitrarily kept or dropped from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +117,9 @@ def _decode(raw: bytes, *, now: datetime, policy: IngestPolicy) -> NewsItem:
     if body is not None:
         body = _clean(body)[: policy.max_body_chars] or None
     # A cut at max_body_chars can leave half a cashtag (`$ACME` -> `$AC`): not a ticker.
-    tickers = _tickers(doc, headline, _drop_last_word(body) if body_truncated else body)
+    tickers = _tickers(
+        doc, headline, _drop_last_word(body) if body_truncated else body, policy.max_tickers
+    )
     extra = {k: v for k, v in doc.items() if k not in _KNOWN_FIELDS}
     return NewsItem(
         id=item_id,
@@ -232,20 +238,36 @@ def _timestamp(doc: dict[str, Any], *, now: datetime, policy: IngestPolicy) -> d
     return parsed
 
 
-def _tickers(doc: dict[str, Any], headline: str, body: str | None) -> tuple[str, ...]:
+def _tickers(
+    doc: dict[str, Any], headline: str, body: str | None, max_tickers: int
+) -> tuple[str, ...]:
+    """The item's distinct tickers: the given ones (validated), then the headline's and the
+    body's cashtags. Counting stops at the first ticker over `max_tickers`, so a message with
+    millions of them costs no more than the limit to refuse."""
     given = doc.get("tickers")
     if given is None:
         given = []
     if not isinstance(given, list) or not all(isinstance(t, str) for t in given):
         raise _Invalid("field 'tickers' must be a list of strings")
-    found: list[str] = [t.strip().lstrip("$").upper() for t in given]
-    for ticker in found:
+    found: dict[str, None] = {}
+    for raw_ticker in given:
+        ticker = raw_ticker.strip().lstrip("$").upper()
         if not ticker or len(ticker) > _MAX_TICKER_CHARS or not _storable(ticker):
             raise _Invalid(f"field 'tickers' holds an invalid ticker: {ticker[:32]!r}")
-    found.extend(extract_cashtags(headline))
-    if body:
-        found.extend(extract_cashtags(body))
-    return tuple(dict.fromkeys(found))
+        _add_ticker(found, ticker, max_tickers)
+    for text in (headline, body or ""):
+        for ticker in extract_cashtags(text):
+            _add_ticker(found, ticker, max_tickers)
+    return tuple(found)
+
+
+def _add_ticker(found: dict[str, None], ticker: str, max_tickers: int) -> None:
+    found[ticker] = None
+    if len(found) > max_tickers:
+        raise _Invalid(
+            f"item names more than {max_tickers} distinct tickers ('tickers' and cashtags),"
+            " over the ingest.max_tickers limit"
+        )
 
 
 def extract_cashtags(text: str) -> list[str]:

@@ -40,7 +40,9 @@ from monitor.pipeline_types import Origin, RawMessage
 from monitor.processing import BatchOutcome, PreparedBatch
 from monitor.runtime import Runtime
 from pipelines.kafka_fetch import bound_fetch_wait
+from pipelines.kafka_producer import idempotent_producer
 from pipelines.kafka_security import faust_credentials
+from pipelines.progress import ProgressWatch
 from pipelines.web import register_health_views
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,12 @@ def _faust_datadir() -> Path:
     return path
 
 
-def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust.App:
-    """A Faust app for `runtime`, with the classify agent registered."""
+def create_app(
+    runtime: Runtime, *, hooks: PipelineHooks | None = None, replication_factor: int = 1
+) -> faust.App:
+    """A Faust app for `runtime`, with the classify agent registered; its `finmon_progress`
+    watches whether it progresses (pipelines/progress.py). `replication_factor` is for the
+    topics Faust creates itself (`ensure_topics` says what the cluster allows)."""
     settings = runtime.settings
     kafka = settings.kafka
     hooks = hooks or PipelineHooks()
@@ -76,8 +82,9 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=kafka.input_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=replication_factor,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=kafka.session_timeout.total_seconds(),
         producer_acks=-1,
         web_enabled=settings.web.enabled,
         web_bind=settings.web.host,
@@ -95,6 +102,8 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
         producer_max_request_size=settings.ingest.max_message_bytes + 64 * 1024,
     )
     bound_fetch_wait(app, kafka.fetch_max_wait_ms)
+    idempotent_producer(app)
+    progress = ProgressWatch(app, kafka.input_topic, kafka.stall_after.total_seconds()).attach()
     raw_topic = app.topic(kafka.input_topic, value_serializer="raw", key_serializer="raw")
     out_topic, dlq_topic = kafka.output_topic, kafka.dead_letter_topic  # created by ensure_topics
     classify_threads = ThreadPoolExecutor(
@@ -202,8 +211,9 @@ def create_app(runtime: Runtime, *, hooks: PipelineHooks | None = None) -> faust
                     queue.room.clear()
                     await queue.room.wait()
 
-    register_health_views(app, runtime)
+    register_health_views(app, runtime, progress)
     app.finmon_runtime = runtime  # type: ignore[attr-defined]
+    app.finmon_progress = progress  # type: ignore[attr-defined]
     return app
 
 

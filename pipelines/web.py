@@ -1,8 +1,9 @@
 """The worker's HTTP endpoints, on Faust's own web server.
 
 `/health` answers while the process's event loop runs (liveness: restart me if this fails);
-`/ready` answers 200 only when Kafka, the database and the model are all usable (readiness:
-send me work), with a JSON body saying which check failed; `/metrics` is the Prometheus text
+`/ready` answers 200 only when Kafka, the database and the model are all usable and no owned
+partition has stalled (readiness: send me work), with a JSON body saying which check failed
+and, for a stall, which partitions and why; `/metrics` is the Prometheus text
 format of `pipelines.metrics`.
 """
 
@@ -16,9 +17,11 @@ from faust.web import Request, Response, View
 from sqlalchemy import text
 
 from monitor.runtime import Runtime
+from pipelines.progress import describe
 
 if TYPE_CHECKING:
     from pipelines.metrics import PipelineMetrics
+    from pipelines.progress import ProgressWatch
 
 
 def _database_ok(runtime: Runtime) -> bool:
@@ -41,7 +44,7 @@ async def readiness(app: faust.App, runtime: Runtime) -> dict[str, bool]:
     }
 
 
-def register_health_views(app: faust.App, runtime: Runtime) -> None:
+def register_health_views(app: faust.App, runtime: Runtime, progress: ProgressWatch) -> None:
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request, **_: Any) -> Response:
@@ -51,8 +54,15 @@ def register_health_views(app: faust.App, runtime: Runtime) -> None:
     class Ready(View):
         async def get(self, request: Request, **_: Any) -> Response:
             checks = await readiness(app, runtime)
+            stalls = progress.stalls()
+            checks["progress"] = not stalls
             ready = all(checks.values())
-            return self.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
+            body: dict[str, Any] = {"ready": ready, "checks": checks}
+            if stalls:
+                body["stalled"] = [
+                    describe(stall, progress.tracker.stall_after_s) for stall in stalls
+                ]
+            return self.json(body, status=200 if ready else 503)
 
 
 def register_metrics_view(app: faust.App, metrics: PipelineMetrics) -> None:

@@ -27,11 +27,11 @@ def run_worker(
     settings: Settings, runtime: Runtime, *, metrics: PipelineMetrics | None = None
 ) -> None:
     """Run until a signal stops it. Blocks; exits the process when done (Faust's way)."""
-    ensure_topics(settings.kafka)
+    replication = ensure_topics(settings.kafka, max_message_bytes=settings.ingest.max_message_bytes)
     metrics = metrics or PipelineMetrics()
     metrics.instrument(runtime)
-    app = create_app(runtime, hooks=metrics)
-    metrics.watch_consumer(app, settings.kafka.input_topic)
+    app = create_app(runtime, hooks=metrics, replication_factor=replication.factor)
+    metrics.watch_consumer(app.finmon_progress)
     register_metrics_view(app, metrics)
     attach_scheduler(app, runtime, metrics)
     worker = faust.Worker(
