@@ -104,6 +104,12 @@ class ProgressWatch:
                 "%s[%d] progresses again: ready as far as progress goes", tp.topic, tp.partition
             )
 
+    @property
+    def joined(self) -> bool:
+        """Whether the worker has received its first assignment (possibly of no partition:
+        a hot standby): until then it has not joined its consumer group."""
+        return self.tracker.rebalances > 0
+
     def stalls(self) -> tuple[Stall[TP], ...]:
         return self.tracker.stalls(self.clock())
 

@@ -1,8 +1,8 @@
 """The worker's HTTP endpoints, on Faust's own web server.
 
 `/health` answers while the process's event loop runs (liveness: restart me if this fails);
-`/ready` answers 200 only when Kafka, the database and the model are all usable and no owned
-partition has stalled (readiness: send me work), with a JSON body saying which check failed
+`/ready` answers 200 only when Kafka (joined to its group), the database and the model are
+all usable and no owned partition has stalled (readiness: send me work), with a JSON body saying which check failed
 and, for a stall, which partitions and why; `/metrics` is the Prometheus text
 format of `pipelines.metrics`.
 """
@@ -54,6 +54,7 @@ def register_health_views(app: faust.App, runtime: Runtime, progress: ProgressWa
     class Ready(View):
         async def get(self, request: Request, **_: Any) -> Response:
             checks = await readiness(app, runtime)
+            checks["kafka"] = checks["kafka"] and progress.joined
             stalls = progress.stalls()
             checks["progress"] = not stalls
             ready = all(checks.values())

@@ -133,6 +133,24 @@ class WorkerHarness:
             self.stop(signal.SIGKILL)
 
 
+class KeywordWorkerHarness(WorkerHarness):
+    """A worker with the keyword classifier double instead of the model
+    (tests/keyword_worker.py): the real daemon at a fraction of a core, for tests that run
+    several at once."""
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tests.keyword_worker"]
+
+    def share(self, other: WorkerHarness) -> KeywordWorkerHarness:
+        """Use `other`'s topics and consumer group: another worker of the same deployment."""
+        self.input_topic, self.output_topic = other.input_topic, other.output_topic
+        self.dlq_topic = other.dlq_topic
+        for key in ("INPUT_TOPIC", "OUTPUT_TOPIC", "DEAD_LETTER_TOPIC", "CONSUMER_GROUP"):
+            self.env[f"FINMON_KAFKA__{key}"] = other.env[f"FINMON_KAFKA__{key}"]
+        return self
+
+
 def produce(topic: str, values: Iterable[bytes], *, keyed: bool = True, linger_ms: int = 5) -> int:
     """Send `values` (keyed by their JSON `id` unless `keyed` is false); how many were sent.
 
@@ -176,13 +194,13 @@ def consume(topic: str, expected: int, timeout: float = 60) -> list[Any]:
     return records
 
 
-def read_topic(topic: str, timeout: float = 60) -> list[Any]:
+def read_topic(topic: str, timeout: float = 60, bootstrap: str = KAFKA_BOOTSTRAP) -> list[Any]:
     """Every record in `topic` up to its end offsets as of now (nothing if it does not exist).
 
     Unlike `consume`, it needs no expected count: it stops at the log end, so a test can poll
     a topic whose final size it does not know (dead letters, redeliveries)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=[KAFKA_BOOTSTRAP],
+        bootstrap_servers=bootstrap.split(","),
         enable_auto_commit=False,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
