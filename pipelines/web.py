@@ -2,9 +2,9 @@
 
 `/health` answers while the process's event loop runs (liveness: restart me if this fails);
 `/ready` answers 200 only when Kafka (joined to its group), the database and the model are
-all usable and no owned partition has stalled (readiness: send me work), with a JSON body saying which check failed
-and, for a stall, which partitions and why; `/metrics` is the Prometheus text
-format of `pipelines.metrics`.
+all usable and no owned partition has stalled (readiness: send me work), with a JSON body
+saying which check failed and, for a stall, which partitions and why; `/metrics` is the
+Prometheus text format of `pipelines.metrics`.
 """
 
 from __future__ import annotations
