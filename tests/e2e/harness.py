@@ -18,7 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, func, select
@@ -122,6 +122,14 @@ class WorkerHarness:
                 ) from None
         return self.process.returncode
 
+    def share(self, other: WorkerHarness) -> Self:
+        """Use `other`'s topics and consumer group: another worker of the same deployment."""
+        self.input_topic, self.output_topic = other.input_topic, other.output_topic
+        self.dlq_topic = other.dlq_topic
+        for key in ("INPUT_TOPIC", "OUTPUT_TOPIC", "DEAD_LETTER_TOPIC", "CONSUMER_GROUP"):
+            self.env[f"FINMON_KAFKA__{key}"] = other.env[f"FINMON_KAFKA__{key}"]
+        return self
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -141,14 +149,6 @@ class KeywordWorkerHarness(WorkerHarness):
     @property
     def command(self) -> list[str]:
         return [sys.executable, "-m", "tests.keyword_worker"]
-
-    def share(self, other: WorkerHarness) -> KeywordWorkerHarness:
-        """Use `other`'s topics and consumer group: another worker of the same deployment."""
-        self.input_topic, self.output_topic = other.input_topic, other.output_topic
-        self.dlq_topic = other.dlq_topic
-        for key in ("INPUT_TOPIC", "OUTPUT_TOPIC", "DEAD_LETTER_TOPIC", "CONSUMER_GROUP"):
-            self.env[f"FINMON_KAFKA__{key}"] = other.env[f"FINMON_KAFKA__{key}"]
-        return self
 
 
 def produce(topic: str, values: Iterable[bytes], *, keyed: bool = True, linger_ms: int = 5) -> int:
