@@ -27,10 +27,10 @@ import signal
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import KafkaProducer
 from sqlalchemy import Engine, func, select
@@ -48,6 +48,7 @@ from pipelines.topics import ensure_topics
 from tests.doubles import KeywordClassifier
 from tests.e2e.harness import KeywordWorkerHarness, wait_for
 
+R = TypeVar("R", "WriterResult", "WorkerResult")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_PG_URL = "postgresql+psycopg://finmon:finmon@127.0.0.1:5432/finmon_bench_scaling"
 WINDOW_SIZES = [timedelta(minutes=1), timedelta(minutes=5), timedelta(hours=1)]
@@ -117,6 +118,8 @@ class WriterResult:
     per_writer_items_per_s: float
     batch_ms_p50: float
     batch_ms_p95: float
+    runs: tuple[float, ...] = ()
+    """items/s in all of every repeat (the median one is reported)."""
 
 
 def _one_writer_run(
@@ -167,7 +170,13 @@ def measure_writers(
                     )
     finally:
         engine.dispose()
-    return [sorted(found, key=lambda r: r.items_per_s)[len(found) // 2] for found in runs.values()]
+    return [_median(found) for found in runs.values()]
+
+
+def _median(found: list[R]) -> R:
+    """The median run by items/s in all, carrying every run's figure."""
+    median = sorted(found, key=lambda r: r.items_per_s)[len(found) // 2]
+    return replace(median, runs=tuple(round(r.items_per_s) for r in found))
 
 
 # -- workers ----------------------------------------------------------------------------------
@@ -180,6 +189,8 @@ class WorkerResult:
     items_per_s: float
     per_worker_items_per_s: float
     startup_s: float
+    runs: tuple[float, ...] = ()
+    """items/s in all of every repeat (the median one is reported)."""
 
 
 def _one_workers_run(
@@ -266,7 +277,7 @@ def measure_workers(
                 )
     finally:
         engine.dispose()
-    return [sorted(found, key=lambda r: r.items_per_s)[len(found) // 2] for found in runs.values()]
+    return [_median(found) for found in runs.values()]
 
 
 def produce_backlog(topic: str, values: list[bytes], bootstrap: str) -> None:

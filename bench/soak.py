@@ -54,6 +54,8 @@ class Sample:
     rss_mb: float
     fds: int
     lag: float
+    sent: int = 0
+    """Messages the producer had sent by then (tells a quiet input from a caught-up one)."""
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 if worker.process.poll() is not None:
                     raise SystemExit(f"worker {index} exited with {worker.process.returncode}")
                 rss, fds = tree_usage(worker.process.pid)
-                samples.append(Sample(round(elapsed, 1), index, rss, fds, lag_of(worker)))
+                at = round(elapsed, 1)
+                samples.append(Sample(at, index, rss, fds, lag_of(worker), feeder.sent))
             if int(elapsed) // 60 != int(elapsed - args.every) // 60:
                 now = [s for s in samples if s.at_s == samples[-1].at_s]
                 print(
