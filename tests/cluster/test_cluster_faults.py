@@ -42,7 +42,7 @@ from tests.e2e.harness import KeywordWorkerHarness, news, read_topic, stored_cou
 from tests.ops.prom import Scrape
 from tests.reliability.accounting import Feed, PacedProducer, account, wait_until_accounted
 
-pytestmark = [pytest.mark.stack, pytest.mark.slow]
+pytestmark = [pytest.mark.stack, pytest.mark.cluster, pytest.mark.slow]
 
 PARTITIONS = 6
 SESSION_TIMEOUT = "10s"

@@ -11,7 +11,7 @@ from monitor.settings import KafkaSettings
 from pipelines.topics import Replication, ensure_topics
 from tests.cluster.conftest import Cluster
 
-pytestmark = [pytest.mark.stack]
+pytestmark = [pytest.mark.stack, pytest.mark.cluster]
 
 
 def test_topics_are_created_replicated(cluster: Cluster) -> None:
