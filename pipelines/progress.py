@@ -49,7 +49,8 @@ class ProgressWatch:
     def attach(self) -> ProgressWatch:
         """Follow the app's assignments and watch its offsets every `WATCH_EVERY_S`."""
 
-        @self.app.on_partitions_assigned.connect
+        # faust types a handler as a union of two callables, which mypy matches no function to
+        @self.app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(app: faust.App, assigned: Iterable[TP], **_: Any) -> None:
             self.assigned([tp for tp in assigned if tp.topic == self.topic])
 
