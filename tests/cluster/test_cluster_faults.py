@@ -102,7 +102,7 @@ SHORT = Plan(
 LONG = Plan(
     "long",
     n=6000,
-    per_second=25,
+    per_second=15,
     faults=(
         (0.1, "join"),
         (0.25, "kill-worker"),
@@ -242,7 +242,7 @@ def run_plan(
         print(f"\n{plan.name}: {plan.n} messages at {plan.per_second}/s on {PARTITIONS} partitions")
         after_last = 0  # each fault also waits for 5 % more of the feed after the one before
         for share, fault in plan.faults:
-            wanted = max(share * len(feed.to_store), after_last)
+            wanted = min(max(share * len(feed.to_store), after_last), len(feed.to_store))
             wait_for(
                 lambda wanted=wanted: stored_count(engine) >= wanted,
                 300,
