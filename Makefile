@@ -3,7 +3,7 @@ PY ?= python3
 PIP_INSTALL = $(PY) -m pip install --disable-pip-version-check -q
 SAMPLE = var/sample.jsonl
 
-.PHONY: install demo test test-unit stack-up stack-down lint audit bench lock
+.PHONY: install demo test test-unit stack-up stack-down lint typecheck install-check audit bench lock
 
 # Installs finmon and its locked dependencies. An already installed torch (CPU or CUDA build)
 # in the accepted range is kept; pip's wheel cache makes a re-install quick.
@@ -34,6 +34,16 @@ stack-down:
 lint:
 	ruff check .
 	ruff format --check .
+
+# Types (mypy over finmon/, monitor/, pipelines/, alerts/) and the architecture's import
+# contracts (import-linter: layers, no cycles; see ARCHITECTURE.md).
+typecheck:
+	mypy
+	lint-imports
+
+# The wheel, installed into a fresh venv, run from an empty directory (scripts/install_check.sh).
+install-check:
+	PY=$(PY) bash scripts/install_check.sh
 
 audit:
 	PY=$(PY) bash scripts/audit.sh

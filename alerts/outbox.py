@@ -19,9 +19,10 @@ from sqlalchemy import Connection, insert, or_, select, update
 
 from alerts.lifecycle import AlertState, Kind
 from alerts.models import AlertDeliveryRow, AlertRow
+from monitor.db.models import table
 
-_alerts = AlertRow.__table__
-_deliveries = AlertDeliveryRow.__table__
+_alerts = table(AlertRow)
+_deliveries = table(AlertDeliveryRow)
 
 
 class ConcurrentUpdate(Exception):
@@ -84,7 +85,7 @@ def firing_alerts(
         if not fingerprints:
             return {}
         query = query.where(_alerts.c.fingerprint.in_(sorted(fingerprints)))
-    return {row.fingerprint: _stored(row._mapping) for row in conn.execute(query)}
+    return {row.fingerprint: _stored(dict(row._mapping)) for row in conn.execute(query)}
 
 
 def open_alert(

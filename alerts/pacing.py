@@ -1,8 +1,8 @@
 """Pacing rule evaluation: at most once per interval, over every window touched since.
 
 Evaluating the rules after every stored batch cost a few queries per batch whatever its
-size: a tenth of a batch's time at full speed, and the tail of its latency
-(docs/performance.md). Stored batches now only note the windows they touched, and a timer
+size: a real share of a batch's time at full speed, and the tail of its latency
+(docs/performance.md). Stored batches only note the windows they touched, and a timer
 judges the union of them at most once per interval: the same verdicts (a rule reads a
 window's totals, not the batch's delta), at most one interval later.
 

@@ -34,6 +34,9 @@ def _env_var_name(name: str | None) -> str | None:
     return name
 
 
+DEFAULT_THRESHOLDS: dict[Severity, float] = {"warning": 3.0, "critical": 5.0}
+
+
 class RuleSettings(Section):
     """When a window of one dimension counts as a negative spike against its own baseline."""
 
@@ -57,9 +60,7 @@ class RuleSettings(Section):
     prior_weight: float = Field(default=20, gt=0)
     """The baseline share starts from `prior_share` worth `prior_weight` items, so a key with
     little or no history still has a sensible, uncertain baseline."""
-    thresholds: dict[Severity, float] = Field(
-        default_factory=lambda: {"warning": 3.0, "critical": 5.0}
-    )
+    thresholds: dict[Severity, float] = Field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     """The score (a z-score) from which each severity fires."""
     resolve_z: float = 1.5
     """Hysteresis: a firing alert stays firing while its windows score at least this."""
@@ -239,7 +240,7 @@ class AlertSettings(Section):
     """How many of the window's most bearish headlines a notification carries."""
     rules: list[RuleSettings] = Field(default_factory=lambda: list(DEFAULT_RULES))
     channels: dict[str, ChannelSettings] = Field(
-        default_factory=lambda: {"log": LogChannelSettings(type="log")}
+        default_factory=lambda: dict[str, ChannelSettings](log=LogChannelSettings(type="log"))
     )
     routes: list[RouteSettings] = Field(default_factory=lambda: [RouteSettings(channels=["log"])])
     delivery: DeliverySettings = DeliverySettings()

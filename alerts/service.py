@@ -242,6 +242,7 @@ class AlertService:
             peak = figures["score"] >= alert.figures["score"]
             kept = figures if anomalous and newest and peak else alert.figures
             return self._advance(conn, alert, decision, kept, now, events)
+        assert decision.after is not None and decision.notify is not None  # see the return above
         opened = outbox.open_alert(
             conn,
             fingerprint=fingerprint(rule.name, rule.dimension, window.key),

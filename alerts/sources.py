@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, select
 
-from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow
+from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow, table
 from monitor.windows import WindowCounts
 
 _CHUNK = 500
@@ -23,7 +23,7 @@ def read_windows(
     last_start: datetime,
 ) -> dict[str, dict[datetime, WindowCounts]]:
     """Counts per key and window start for windows starting in [first_start, last_start]."""
-    t = TrendWindowRow.__table__
+    t = table(TrendWindowRow)
     keys = sorted(keys)
     history: dict[str, dict[datetime, WindowCounts]] = {}
     for offset in range(0, len(keys), _CHUNK):
@@ -54,7 +54,7 @@ def sample_headlines(
     """Up to `limit` headlines of `key` published in [start, end), most bearish first."""
     if limit <= 0:
         return []
-    items = NewsItemRow.__table__
+    items = table(NewsItemRow)
     published = items.c.published_at
     query = select(
         items.c.id,
@@ -66,7 +66,7 @@ def sample_headlines(
         items.c.sentiment_score,
     )
     if dimension == "ticker":
-        tickers = NewsItemTickerRow.__table__
+        tickers = table(NewsItemTickerRow)
         query = query.join(tickers, tickers.c.item_id == items.c.id).where(tickers.c.ticker == key)
         published = tickers.c.published_at
     elif dimension == "topic":

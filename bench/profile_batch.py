@@ -25,10 +25,10 @@ import psutil
 
 from bench.end_to_end import DEFAULT_PG_URL, prepare_database
 from bench.workload import Workload, encode
+from finmon.runtime import Runtime, build_runtime
 from monitor.model.batched import BatchedClassifier, load_classifier
 from monitor.model.interface import Classification, Classifier, ModelInput
 from monitor.pipeline_types import Origin, RawMessage
-from monitor.runtime import Runtime, build_runtime
 from monitor.settings import load_settings
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -78,6 +78,9 @@ class ReplayClassifier:
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         return [self.verdicts[i.headline] for i in inputs]
 
+    def ready(self) -> bool:
+        return True
+
 
 def build(args: argparse.Namespace, workload: Workload) -> Runtime:
     prepare_database(args.pg_url)
@@ -115,13 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     runtime = build(args, workload)
     work = batches(workload, args.batch_size, args.batches + 3, "profile")
     for batch in work[:3]:  # warm-up: first inference, first statements, connection pool
-        runtime.handle(batch)
+        runtime.processor.process(batch)
         if runtime.alerts is not None:
             runtime.alerts.evaluate_pending()
 
     timer = StageTimer()
     timer.wrap(runtime.processor.classifier, "classify", "classify")
-    timer.wrap(runtime.processor.store, "store", "store (SQL, windows)")
+    timer.wrap(runtime.processor.news_store, "store", "store (SQL, windows)")
     if runtime.alerts is not None:
         timer.wrap(runtime.alerts, "evaluate", "alerts.evaluate")
 
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu_before, pg_before = time.process_time(), postgres_cpu_seconds()
     started = time.perf_counter()
     for batch in work[3:]:
-        runtime.handle(batch)
+        runtime.processor.process(batch)
         if runtime.alerts is not None:
             runtime.alerts.evaluate_due()  # the worker's timer, once per evaluate_every
     total = time.perf_counter() - started

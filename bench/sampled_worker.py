@@ -102,7 +102,7 @@ def summarise(stacks: Counter[tuple[str, tuple[str, ...]]], samples: int, top: i
 
 def main() -> None:
     ThreadSampler(Path(os.environ["FINMON_BENCH_SAMPLES"])).start()
-    from monitor.cli import main as finmon
+    from finmon.cli import main as finmon
 
     sys.argv = ["finmon", "worker"]
     finmon()

@@ -34,13 +34,13 @@ from pathlib import Path
 
 import psutil
 from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.end_to_end import prepare_database
 from bench.workload import Workload, encode
+from harness.worker import KeywordWorkerHarness, WorkerHarness
 from monitor.settings import KafkaSettings
 from pipelines.topics import ensure_topics
-from tests.e2e.harness import KeywordWorkerHarness, WorkerHarness
-from tests.ops.prom import Scrape
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_PG_URL = "postgresql+psycopg://finmon:finmon@127.0.0.1:5432/finmon_soak"
@@ -112,7 +112,14 @@ def tree_usage(pid: int) -> tuple[float, int]:
 
 def lag_of(worker: WorkerHarness) -> float:
     status, body = worker.get("/metrics")
-    return sum(Scrape(body).series("finmon_consumer_lag").values()) if status == 200 else 0.0
+    if status != 200:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(body)
+        if family.name == "finmon_consumer_lag"
+        for sample in family.samples
+    )
 
 
 class Feeder(threading.Thread):

@@ -1,3 +1,2 @@
-"""finmon: an always-on monitor of financial news sentiment."""
-
-__version__ = "0.1.0"
+"""finmon's core: the message contract, windows, batching, the model, the database and the
+processing of one batch. It imports neither `alerts` nor `pipelines` (import-linter checks)."""

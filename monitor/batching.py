@@ -4,7 +4,7 @@ A batch is due once it holds ``max_size`` items, or once its oldest item has wai
 ``max_wait``, counted from that item's arrival. The clock is per item on purpose: Faust's
 ``take(within=...)`` restarts its timer after every batch it yields, so an item that came in
 while the classifier was busy waited for that batch to finish *and* a whole ``max_wait``
-after it (on 2 cores at half load: p99 1.9 s against ~0.9 s; docs/performance.md).
+after it, which doubled the latency tail at half load (docs/performance.md).
 
 The caller says how many batches the classifier has (running, or queued behind the running
 one); this object says when the next batch is due and hands it out, oldest first. It is

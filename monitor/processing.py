@@ -1,14 +1,16 @@
 """One batch through finmon: decode, classify, store. Shared by `finmon worker` and `replay`.
 
-Two synchronous steps, `prepare` (decode + classify) and `persist` (one transaction): the
-worker runs each in an executor thread, so neither model inference nor SQL ever blocks the
-Faust event loop, and classifies batch k+1 while batch k is stored; replay calls `process`.
+Processing a batch is two synchronous steps, `classify` (decode + classify, no I/O but the
+model) and `store` (one transaction), and `process` is the two in a row. The worker's
+pipeline (pipelines/batch.py) runs each step in a thread of its own, so neither model
+inference nor SQL ever blocks its event loop, and classifies batch k+1 while batch k is
+stored; replay calls `process`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -19,7 +21,7 @@ from monitor.contract import IngestPolicy, NewsItem, decode_news
 from monitor.db.store import NewsStore, StoreResult
 from monitor.model.interface import Classifier, ModelInput
 from monitor.pipeline_types import ClassifiedItem, DeadLetter, RawMessage
-from monitor.windows import WindowCounts
+from monitor.windows import WindowCounts, WindowKey
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ class BatchOutcome:
 
 
 @dataclass(slots=True)
-class PreparedBatch:
+class ClassifiedBatch:
     """A batch decoded and classified, not stored yet: the worker classifies the next batch
     while this one is being stored."""
 
@@ -61,7 +63,7 @@ class PreparedBatch:
     """Dead letters and in-batch repeats found so far."""
     classified: list[tuple[ClassifiedItem, RawMessage]] = field(default_factory=list)
 
-    def merge(self, other: PreparedBatch) -> PreparedBatch:
+    def merge(self, other: ClassifiedBatch) -> ClassifiedBatch:
         """Add `other` (a later part of the same batch); an id seen in an earlier part is a
         repeat, as if the batch had not been split."""
         self.outcome.merge(other.outcome)
@@ -111,64 +113,73 @@ def isolating(
 
 
 class BatchProcessor:
-    """Wires the pure decoder, a classifier and the store together for one batch."""
+    """Wires the pure decoder, a classifier and the store together for one batch.
+
+    `on_windows_stored` is told the windows each stored batch touched (the alert service
+    notes them for its next evaluation); the core does not know who listens."""
 
     def __init__(
         self,
         classifier: Classifier,
         store: NewsStore,
         policy: IngestPolicy,
+        *,
+        on_windows_stored: Callable[[Collection[WindowKey]], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.classifier = classifier
-        self.store = store
+        self.news_store = store
         self.policy = policy
+        self.on_windows_stored = on_windows_stored
         self.clock = clock
 
     def process(self, messages: Sequence[RawMessage]) -> BatchOutcome:
-        """Process a batch. Raises only if the database fails, in which case nothing was
-        stored and the caller must retry the same batch (offsets are not committed)."""
-        return self.persist(self.prepare(messages))
+        """`store(classify(messages))`. Raises only if the database fails, in which case
+        nothing was stored and the caller must retry the same batch (offsets are held)."""
+        return self.store(self.classify(messages))
 
-    def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
+    def classify(self, messages: Sequence[RawMessage]) -> ClassifiedBatch:
         """Decode and classify; no database work. Never raises: a message the classifier
         fails on is isolated and dead-lettered with the error as the reason."""
         now = self.clock()
         return isolating(
             messages,
-            lambda part: self._prepare(part, now),
-            PreparedBatch.merge,
-            lambda message, exc: PreparedBatch(
+            lambda part: self._classify(part, now),
+            ClassifiedBatch.merge,
+            lambda message, exc: ClassifiedBatch(
                 now, BatchOutcome(dead_letters=[_dead_letter(message, exc)])
             ),
         )
 
-    def persist(self, prepared: PreparedBatch) -> BatchOutcome:
-        """Store a prepared batch in one transaction (per part, if a poison item has to be
-        isolated). Raises only database errors, after which nothing was stored; `prepared`
-        is left as it was, so the caller can retry it."""
-        outcome = BatchOutcome().merge(prepared.outcome)
-        if prepared.classified:
+    def store(self, batch: ClassifiedBatch) -> BatchOutcome:
+        """Store a classified batch in one transaction (per part, if a poison item has to be
+        isolated), then tell `on_windows_stored` the windows it touched. Raises only
+        database errors, after which nothing was stored; `batch` is left as it was, so the
+        caller can retry it, and stored rows are never counted twice."""
+        outcome = BatchOutcome().merge(batch.outcome)
+        if batch.classified:
             outcome.merge(
                 isolating(
-                    prepared.classified,
+                    batch.classified,
                     lambda part: BatchOutcome(
-                        stored=self.store.store([c for c, _ in part], now=prepared.now)
+                        stored=self.news_store.store([c for c, _ in part], now=batch.now)
                     ),
                     BatchOutcome.merge,
                     lambda pair, exc: BatchOutcome(dead_letters=[_dead_letter(pair[1], exc)]),
                 )
             )
+        if self.on_windows_stored is not None:
+            self.on_windows_stored(outcome.stored.windows.keys())
         return outcome
 
-    def _prepare(self, messages: Sequence[RawMessage], now: datetime) -> PreparedBatch:
-        prepared = PreparedBatch(now)
+    def _classify(self, messages: Sequence[RawMessage], now: datetime) -> ClassifiedBatch:
+        batch = ClassifiedBatch(now)
         items: dict[str, tuple[NewsItem, RawMessage]] = {}
         for message in messages:
             decoded = decode_news(message.value, now=now, policy=self.policy)
             if isinstance(decoded, NewsItem):
                 if decoded.id in items:
-                    prepared.outcome.repeated_in_batch += 1
+                    batch.outcome.repeated_in_batch += 1
                     if items[decoded.id][0].content_hash != decoded.content_hash:
                         log.warning(
                             "duplicate id with different content in one batch ignored "
@@ -178,14 +189,14 @@ class BatchProcessor:
                 else:
                     items[decoded.id] = (decoded, message)
             else:
-                prepared.outcome.dead_letters.append(
+                batch.outcome.dead_letters.append(
                     DeadLetter(decoded.raw, decoded.reason, message.origin)
                 )
         if items:
             pairs = list(items.values())
             verdicts = self.classifier.classify([ModelInput(i.headline, i.body) for i, _ in pairs])
-            prepared.classified = [
+            batch.classified = [
                 (ClassifiedItem(item, verdict, msg.origin), msg)
                 for (item, msg), verdict in zip(pairs, verdicts, strict=True)
             ]
-        return prepared
+        return batch

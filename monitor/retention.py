@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, select
 
-from monitor.db.models import NewsItemRow, TrendWindowRow
+from monitor.db.models import NewsItemRow, TrendWindowRow, table
 
 CHUNK = 5000
 
@@ -56,7 +56,7 @@ def apply_retention(
 
 
 def _delete_items(engine: Engine, cutoff: datetime, chunk: int) -> int:
-    items = NewsItemRow.__table__
+    items = table(NewsItemRow)
     oldest = select(items.c.id).where(items.c.published_at < cutoff).limit(chunk)
     statement = delete(items).where(items.c.id.in_(oldest.scalar_subquery()))
     deleted = 0
@@ -69,7 +69,7 @@ def _delete_items(engine: Engine, cutoff: datetime, chunk: int) -> int:
 
 
 def _delete_windows(engine: Engine, cutoff: datetime, sizes: Iterable[timedelta]) -> int:
-    windows = TrendWindowRow.__table__
+    windows = table(TrendWindowRow)
     deleted = 0
     with engine.begin() as conn:
         for size in sorted(set(sizes)):

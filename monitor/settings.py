@@ -15,7 +15,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -25,9 +33,10 @@ from pydantic_settings import (
 )
 
 from monitor.durations import parse_duration
+from monitor.resources import DEFAULT_ARTIFACT_NAME, bundled_artifact, bundled_artifacts
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_ROOT / "config.toml"
+DEFAULT_CONFIG = Path("config.toml")
+"""Looked for in the current directory when neither `-c` nor `$FINMON_CONFIG` names one."""
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -118,8 +127,11 @@ class WindowSettings(Section):
 
 
 class ModelSettings(Section):
-    path: Path = Path("models/finmon-minilm-v1")
-    """The adapter artifact. Relative paths are relative to the config file's folder."""
+    artifact: str = DEFAULT_ARTIFACT_NAME
+    """A model artifact shipped with finmon (a directory of `models/`), by name."""
+    path: Path | None = None
+    """An artifact directory instead (relative paths are relative to the config file's
+    folder); takes precedence over `artifact`."""
     base_path: Path | None = None
     """A local Hugging Face encoder directory; default: the one the artifact names."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -131,6 +143,14 @@ class ModelSettings(Section):
     cpu_parallelism: Literal["split-batch", "intra-op"] = "split-batch"
     """How those cores share a batch: `threads + 2` slices of it, each run single-threaded
     (robust when the worker's other work shares the cores), or torch splits every op."""
+
+    @model_validator(mode="after")
+    def _artifact_is_bundled(self) -> ModelSettings:
+        # checked at start, with the other settings, rather than when the model loads
+        if self.path is None and self.artifact not in bundled_artifacts():
+            shipped = ", ".join(bundled_artifacts()) or "none"
+            raise ValueError(f"no bundled model artifact {self.artifact!r} (shipped: {shipped})")
+        return self
 
 
 class IngestSettings(Section):
@@ -187,7 +207,9 @@ class Settings(BaseSettings):
     alerts: dict[str, Any] = {}
     """Validated by `alerts.rules.AlertSettings`; kept loose here so alerts own their schema."""
 
-    config_dir: Path = REPO_ROOT
+    config_dir: Path = Field(default_factory=Path.cwd)
+    """Where relative paths of the config point from: the config file's folder (the
+    current directory when there is no file)."""
 
     @classmethod
     def settings_customise_sources(
@@ -239,13 +261,17 @@ class Settings(BaseSettings):
 
     @property
     def model_path(self) -> Path:
-        return self.resolve(self.model.path)
+        """The artifact directory: `model.path`, else the bundled `model.artifact`."""
+        if self.model.path is not None:
+            return self.resolve(self.model.path)
+        return bundled_artifact(self.model.artifact)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Load settings from `path` (or `$FINMON_CONFIG`, or the repo's config.toml).
+    """Load settings from `path`, else `$FINMON_CONFIG`, else `./config.toml`.
 
-    A missing explicit file is an error; a missing default file means built-in defaults.
+    A missing explicit file is an error; a missing `./config.toml` means built-in defaults,
+    with relative paths (the SQLite file) under the current directory.
     """
     explicit = path or os.environ.get("FINMON_CONFIG")
     config = Path(explicit) if explicit else DEFAULT_CONFIG

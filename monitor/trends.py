@@ -8,16 +8,15 @@ spike and the alert it raised are seen at a glance.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Engine, func, inspect, select
+from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
-from monitor.db.models import TrendWindowRow
+from monitor.db.models import TrendWindowRow, table
 from monitor.durations import format_duration
 from monitor.windows import ALL_KEY
 
@@ -58,7 +57,7 @@ class TrendQuery:
 
 def load_trends(engine: Engine, query: TrendQuery) -> pd.DataFrame:
     """The windows of `query` as a frame with `COLUMNS`, keys in order of item count."""
-    t = TrendWindowRow.__table__.c
+    t = table(TrendWindowRow).c
     scope = [t.dimension == query.dimension, t.window_seconds == query.window_seconds]
     if query.since is not None:
         scope.append(t.window_end > query.since)
@@ -98,36 +97,10 @@ def _keys(conn: Connection, query: TrendQuery, scope: list[ColumnElement[bool]])
         return [ALL_KEY]
     if query.key is not None:
         return [query.key]
-    t = TrendWindowRow.__table__.c
+    t = table(TrendWindowRow).c
     items = func.sum(t.n_total)
     ranked = select(t.key).where(*scope).group_by(t.key).order_by(items.desc(), t.key)
     return list(conn.scalars(ranked.limit(query.top)))
-
-
-def load_alerts(engine: Engine, query: TrendQuery, keys: Sequence[str]) -> pd.DataFrame:
-    """Alerts on `keys` of the query's dimension, each with the span it was anomalous in.
-
-    The span is in event time: from when it fired (or the start of its newest anomalous
-    window, if earlier: a replay fires alerts long after the items were published) to the
-    end of its newest anomalous window. Empty when the database has no alerts table."""
-    columns = ["key", "rule", "severity", "start", "until"]
-    if not keys or not inspect(engine).has_table("alerts"):
-        return pd.DataFrame(columns=columns)
-    from alerts.models import AlertRow
-
-    a = AlertRow.__table__.c
-    statement = select(
-        a.key, a.rule, a.severity, a.window_seconds, a.started_at, a.anomalous_until
-    ).where(a.dimension == query.dimension, a.key.in_(list(keys)))
-    if query.since is not None:
-        statement = statement.where(a.anomalous_until > query.since)
-    with engine.connect() as conn:
-        rows = conn.execute(statement.order_by(a.started_at)).all()
-    spans = [
-        (key, rule, severity, min(started, until - timedelta(seconds=seconds)), until)
-        for key, rule, severity, seconds, started, until in rows
-    ]
-    return pd.DataFrame(spans, columns=columns)
 
 
 def format_table(frame: pd.DataFrame, window: timedelta) -> str:
@@ -170,7 +143,8 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 def plot_trends(frame: pd.DataFrame, alerts: pd.DataFrame, query: TrendQuery, path: Path) -> Figure:
     """Draw one panel per key to `path`: volume bars by sentiment, the mean score line, and
-    a shaded span per alert. Returns the figure, so tests can look at what was drawn."""
+    a shaded span per row of `alerts` (columns key, rule, severity, start, until; see
+    `alerts.spans`). Returns the figure, so tests can look at what was drawn."""
     window = query.window
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure

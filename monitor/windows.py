@@ -84,7 +84,7 @@ def keys_for(obs: Observation, sizes: Iterable[timedelta]) -> list[WindowKey]:
 
 def _key_tuples(obs: Observation, steps: list[int]) -> list[tuple[int, datetime, str, str]]:
     pairs = [("all", ALL_KEY), ("topic", obs.topic), *(("ticker", t) for t in obs.tickers)]
-    keys = []
+    keys: list[tuple[int, datetime, str, str]] = []
     for step in steps:
         start = window_start(obs.published_at, timedelta(seconds=step))
         keys.extend((step, start, dim, key) for dim, key in pairs)
@@ -101,8 +101,9 @@ def aggregate(
     """Sum observations into per-window deltas, ready to be added to stored rows.
 
     Summed in plain tuples and lists, and made `WindowKey`s and `WindowCounts` once per
-    window: a batch of 128 items counts in ~1100 (window, key) pairs but only ~150 distinct
-    windows, and building the objects per pair was ~8 % of the worker's main process."""
+    window: a batch counts in several (window, key) pairs per item but touches far fewer
+    distinct windows, and building the objects per pair was a visible share of the worker's
+    CPU (docs/performance.md)."""
     steps = [int(size.total_seconds()) for size in sizes]
     sums: dict[tuple[int, datetime, str, str], list[float]] = {}
     for obs in observations:

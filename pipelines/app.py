@@ -1,63 +1,37 @@
-"""The Faust app: one agent that wires Kafka to the shared `Runtime`.
+"""The Faust app: one agent that adapts a Kafka stream to the batch pipeline.
 
-The agent only moves data, in three steps that overlap:
-
-* intake: each event of the stream (manual acks) goes into a `Batcher`
-  (monitor/batching.py), stamped with its arrival;
-* classify: as soon as the classifier has finished a batch, the next one is taken once it is
-  due (full, or its oldest item has waited `max_wait_ms`) and classified (`Runtime.prepare`)
-  on the classify thread;
-* finish: each classified batch waits for the one before it, is stored (`Runtime.commit`) on
-  the store thread, its dead letters and classified items are published, and only then are
-  its events acked: offsets are committed only for messages whose rows are stored (or that
-  were dead-lettered), in order. Model inference and SQL never run on the event loop.
-
-So the classifier never waits for a batch timer or for SQL, and an item waits for its batch
-at most `max_wait_ms` plus whatever is left of the batch being classified when it came in
-(docs/performance.md). At most `MAX_BATCHES_IN_FLIGHT` batches are taken and not yet acked,
-and the intake stops pulling while two batches' worth of items wait, so a slow database
-holds the stream back instead of filling memory. A storage failure is retried with backoff
-and the batch is never acked meanwhile: the worker pauses, it does not crash-loop and it
-does not skip.
+The agent only wires: its events (manual acks) go into a `BatchPipeline` (pipelines/batch.py),
+which owns batching, ordering, retries and backpressure, with `BatchProcessor.classify` and
+`.store` as its steps, a publish coroutine that sends dead letters and classified items on
+Faust's producer, and the stream's own ack. Offsets are committed only for messages whose
+rows are stored (or that were dead-lettered) and published, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import faust
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.batching import Batcher
 from monitor.pipeline_types import Origin, RawMessage
-from monitor.processing import BatchOutcome, PreparedBatch
-from monitor.runtime import Runtime
+from monitor.processing import BatchOutcome, BatchProcessor, ClassifiedBatch
+from monitor.settings import Settings
+from pipelines.batch import BatchPipeline, PipelineHooks, PipelineLimits
 from pipelines.kafka_fetch import bound_fetch_wait
 from pipelines.kafka_producer import idempotent_producer
 from pipelines.kafka_security import faust_credentials
-from pipelines.progress import ProgressWatch
-from pipelines.web import register_health_views
-
-log = logging.getLogger(__name__)
-RETRY_INITIAL_S = 0.5
-RETRY_MAX_S = 15.0
-MAX_BATCHES_IN_FLIGHT = 3
-"""Taken and not yet acked: being classified, queued for the classifier, stored, published."""
-CLASSIFY_QUEUE = 2
-"""Batches with the classifier at once: the one it runs and a full one decoded behind it."""
 
 
 def _raw_message(event: faust.types.EventT) -> RawMessage:
     message = event.message
     ts = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
-    return RawMessage(message.value, Origin(message.topic, message.partition, message.offset, ts))
+    value = message.value if message.value is not None else b""  # a tombstone: dead-lettered
+    return RawMessage(value, Origin(message.topic, message.partition, message.offset, ts))
 
 
 def _faust_datadir() -> Path:
@@ -67,14 +41,16 @@ def _faust_datadir() -> Path:
 
 
 def create_app(
-    runtime: Runtime, *, hooks: PipelineHooks | None = None, replication_factor: int = 1
+    settings: Settings,
+    processor: BatchProcessor,
+    *,
+    hooks: PipelineHooks | None = None,
+    replication_factor: int = 1,
 ) -> faust.App:
-    """A Faust app for `runtime`, with the classify agent registered; its `finmon_progress`
-    watches whether it progresses (pipelines/progress.py). `replication_factor` is for the
-    topics Faust creates itself (`ensure_topics` says what the cluster allows)."""
-    settings = runtime.settings
+    """A Faust app with the classify agent registered, processing with `processor`.
+    `replication_factor` is for the topics Faust creates itself (`ensure_topics` says what
+    the cluster allows); its producer waits for all in-sync replicas and is idempotent."""
     kafka = settings.kafka
-    hooks = hooks or PipelineHooks()
     app = faust.App(
         kafka.consumer_group,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers],
@@ -103,37 +79,17 @@ def create_app(
     )
     bound_fetch_wait(app, kafka.fetch_max_wait_ms)
     idempotent_producer(app)
-    progress = ProgressWatch(app, kafka.input_topic, kafka.stall_after.total_seconds()).attach()
     raw_topic = app.topic(kafka.input_topic, value_serializer="raw", key_serializer="raw")
     out_topic, dlq_topic = kafka.output_topic, kafka.dead_letter_topic  # created by ensure_topics
-    classify_threads = ThreadPoolExecutor(
-        max_workers=CLASSIFY_QUEUE, thread_name_prefix="finmon-classify"
+    limits = PipelineLimits(
+        max_batch_size=settings.batching.max_batch_size,
+        max_wait_s=settings.batching.max_wait_ms / 1000,
     )
-    store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finmon-store")
-    max_batch = settings.batching.max_batch_size
-    max_wait = settings.batching.max_wait_ms / 1000
-
-    async def commit_until_stored(prepared: PreparedBatch, size: int) -> BatchOutcome:
-        delay = RETRY_INITIAL_S
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                return await loop.run_in_executor(store_thread, runtime.commit, prepared)
-            except SQLAlchemyError as exc:
-                hooks.on_storage_error(exc)
-                log.warning(
-                    "storing a batch of %d failed (%s); retrying in %.1fs, offsets held",
-                    size,
-                    type(exc).__name__,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
 
     async def publish(outcome: BatchOutcome) -> None:
         """Send dead letters and classified items, and wait until the broker has them all:
-        a failed send raises, so the batch is not acked. The producer is called directly:
-        Faust's `Topic.send` machinery cost half of the worker's publishing CPU."""
+        a failed send raises, so the batch is not acked. The producer is called directly,
+        not through Faust's `Topic.send` machinery, which is costly per record."""
         producer = app.producer
         sent = [
             await producer.send(dlq_topic, None, letter.raw, None, None, letter.headers())
@@ -146,100 +102,29 @@ def create_app(
         await producer.flush()
         await asyncio.gather(*sent)
 
-    async def run_batch(
-        stream: faust.StreamT,
-        queue: _Queue,
-        events: list[faust.types.EventT],
-        previous: asyncio.Task | None,
-    ) -> None:
-        messages = [_raw_message(e) for e in events]
-        started = datetime.now(UTC)
-        loop = asyncio.get_running_loop()
-        try:
-            prepared = await loop.run_in_executor(classify_threads, runtime.prepare, messages)
-        finally:
-            queue.classifying -= 1
-            queue.changed.set()
-        if previous is not None:
-            await previous  # batches are stored, published and acked in order
-        outcome = await commit_until_stored(prepared, len(messages))
-        await publish(outcome)
-        for event in events:
-            await stream.ack(event)
-        queue.in_flight.release()
-        hooks.on_batch(messages, outcome, started)
-
-    async def next_due(queue: _Queue) -> list[faust.types.EventT]:
-        """Wait until the next batch may go to the classifier (monitor/batching.py): one is
-        due, given the batches the classifier already has."""
-        loop = asyncio.get_running_loop()
-        while True:
-            due = queue.batcher.due_at(queue.classifying)
-            now = loop.time()
-            if due is not None and due <= now:
-                queue.room.set()
-                return queue.batcher.take()
-            queue.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queue.changed.wait(), None if due is None else due - now)
-
-    async def dispatch(stream: faust.StreamT, queue: _Queue, tasks: asyncio.TaskGroup) -> None:
-        """Hand out due batches; each is classified, then finished in order."""
-        previous: asyncio.Task | None = None
-        while True:
-            await queue.in_flight.acquire()
-            events = await next_due(queue)
-            queue.classifying += 1
-            previous = tasks.create_task(run_batch(stream, queue, events, previous))
-
     @app.agent(raw_topic, name="classify-news")
     async def classify_news(stream: faust.StreamT) -> None:
-        # Stopping the agent cancels the group: batches not yet acked are redelivered after
-        # a restart and stored once. An error in any batch ends the group, and so the agent.
-        # Events one by one, not `take(within=...)`: take's timer restarts after every
-        # batch it yields, and polling it often enough to stamp arrivals cost an idle
-        # worker 6 % of a core (docs/performance.md).
-        manual = stream.noack()
-        queue = _Queue(Batcher(max_batch, max_wait, CLASSIFY_QUEUE))
-        loop = asyncio.get_running_loop()
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(dispatch(manual, queue, tasks))
-            async for event in manual.events():
-                if queue.batcher.add(event, loop.time()):
-                    queue.changed.set()
-                while len(queue.batcher) >= 2 * max_batch:
-                    queue.room.clear()
-                    await queue.room.wait()
+        # Stopping the agent cancels the pipeline: batches not yet acked are redelivered
+        # after a restart and stored once. An error in any batch ends the pipeline, and so
+        # the agent. Events one by one, not `take(within=...)`: take's timer restarts after
+        # every batch it yields, and polling it often enough to stamp arrivals keeps an idle
+        # worker busy (docs/performance.md).
+        manual = stream.noack()  # type: ignore[attr-defined]  # Stream has it, StreamT does not
 
-    register_health_views(app, runtime, progress)
-    app.finmon_runtime = runtime  # type: ignore[attr-defined]
-    app.finmon_progress = progress  # type: ignore[attr-defined]
+        async def ack(events: Sequence[faust.types.EventT]) -> None:
+            for event in events:
+                await manual.ack(event)
+
+        pipeline: BatchPipeline[faust.types.EventT, ClassifiedBatch] = BatchPipeline(
+            classify=processor.classify,
+            store=processor.store,
+            publish=publish,
+            ack=ack,
+            message_of=_raw_message,
+            limits=limits,
+            retryable=(SQLAlchemyError,),
+            hooks=hooks,
+        )
+        await pipeline.run(manual.events())
+
     return app
-
-
-@dataclass(slots=True)
-class _Queue:
-    """The agent's batches between the intake and the classifier."""
-
-    batcher: Batcher[faust.types.EventT]
-    in_flight: asyncio.Semaphore = field(
-        default_factory=lambda: asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
-    )
-    classifying: int = 0
-    """Batches handed to the classifier and not classified yet."""
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when an arrival moves the due time or a batch is classified: look again."""
-    room: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when a batch is taken: the intake may pull again."""
-
-
-class PipelineHooks:
-    """Observation points (metrics, tests) the agent calls; no-ops by default."""
-
-    def on_batch(
-        self, messages: list[RawMessage], outcome: BatchOutcome, started: datetime
-    ) -> None:
-        """Called after a batch is stored, published and acked."""
-
-    def on_storage_error(self, exc: Exception) -> None:
-        """Called each time storing a batch fails and will be retried."""

@@ -25,8 +25,7 @@ from prometheus_client.registry import Collector
 from monitor.model.interface import Classification, Classifier, ModelInput
 from monitor.pipeline_types import RawMessage
 from monitor.processing import BatchOutcome
-from monitor.runtime import Runtime
-from pipelines.app import PipelineHooks
+from pipelines.batch import PipelineHooks
 
 if TYPE_CHECKING:
     from alerts.delivery import DeliveryStats
@@ -90,7 +89,7 @@ class PipelineMetrics(PipelineHooks):
             LAG_BUCKETS,
             ["reference"],
         )
-        # the two children, looked up once: `labels()` per stored item cost 2 % of the worker
+        # the two children, looked up once: `labels()` per stored item is measurable work
         self._lag_published = self.lag_seconds.labels("published_at")
         self._lag_kafka = self.lag_seconds.labels("kafka_timestamp")
         self.alert_events = counter(
@@ -116,10 +115,10 @@ class PipelineMetrics(PipelineHooks):
             registry=self.registry,
         )
 
-    # -- the agent's hooks ---------------------------------------------------------------
+    # -- the pipeline's hooks ---------------------------------------------------------------
 
     def on_batch(
-        self, messages: list[RawMessage], outcome: BatchOutcome, started: datetime
+        self, messages: Sequence[RawMessage], outcome: BatchOutcome, started: datetime
     ) -> None:
         now = time.time()
         self.consumed.inc(len(messages))
@@ -165,10 +164,10 @@ class PipelineMetrics(PipelineHooks):
 
     # -- wiring ----------------------------------------------------------------------------
 
-    def instrument(self, runtime: Runtime) -> None:
-        """Time the runtime's classifier, so inference is measured apart from SQL."""
-        processor = runtime.processor
-        processor.classifier = TimedClassifier(processor.classifier, self.inference_seconds)
+    def timed(self, classifier: Classifier) -> TimedClassifier:
+        """`classifier`, timed into `finmon_inference_duration_seconds`, so inference is
+        measured apart from SQL. The composition root builds the processor with it."""
+        return TimedClassifier(classifier, self.inference_seconds)
 
     def watch_consumer(self, progress: ProgressWatch) -> None:
         """Report the consumer's lag, assignment, rebalances and progress at each scrape."""
@@ -193,6 +192,9 @@ class TimedClassifier:
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         with self.seconds.time():
             return self.inner.classify(inputs)
+
+    def ready(self) -> bool:
+        return self.inner.ready()
 
 
 class ProgressCollector(Collector):

@@ -17,9 +17,11 @@ from typing import Any
 
 import faust
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
 
+from alerts.service import AlertService
 from monitor.retention import apply_retention
-from monitor.runtime import Runtime
+from monitor.settings import Settings
 from pipelines.metrics import PipelineMetrics
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,17 @@ def _logged(
 
 
 def build_scheduler(
-    runtime: Runtime, metrics: PipelineMetrics | None = None
+    settings: Settings,
+    engine: Engine,
+    alerts: AlertService | None,
+    metrics: PipelineMetrics | None = None,
 ) -> BackgroundScheduler:
-    """The daemon's jobs, each run once at start and then at its interval."""
+    """The daemon's jobs, each run once at start and then at its interval: retention, and
+    with an alert service its delivery, evaluation and sweep."""
     metrics = metrics or PipelineMetrics()
-    settings = runtime.settings
     retention = partial(
         apply_retention,
-        runtime.engine,
+        engine,
         items_max_age=settings.retention.news_items_max_age,
         windows_max_age=settings.retention.windows_max_age,
         window_sizes=settings.windows.sizes,
@@ -71,8 +76,7 @@ def build_scheduler(
             metrics.record_retention,
         )
     ]
-    if runtime.alerts is not None:
-        alerts = runtime.alerts
+    if alerts is not None:
         jobs.append(
             ("alert-delivery", alerts.deliver_pending, DELIVERY_EVERY_S, metrics.record_deliveries)
         )
@@ -104,19 +108,15 @@ def build_scheduler(
     return scheduler
 
 
-def attach_scheduler(
-    app: faust.App, runtime: Runtime, metrics: PipelineMetrics | None = None
-) -> BackgroundScheduler:
+def attach_scheduler(app: faust.App, scheduler: BackgroundScheduler) -> None:
     """Start the jobs once the worker runs; stop them (waiting for a running job) on shutdown."""
-    scheduler = build_scheduler(runtime, metrics)
 
     @app.task
     async def start_jobs() -> None:
         scheduler.start()
 
-    @app.on_before_shutdown.connect
-    async def stop_jobs(app: faust.App, **_: object) -> None:
+    # faust types a handler as a union of two callables, which mypy matches no function to
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_jobs(app: faust.App, **_: Any) -> None:
         if scheduler.running:
             scheduler.shutdown(wait=True)
-
-    return scheduler

@@ -5,46 +5,72 @@
 all usable and no owned partition has stalled (readiness: send me work), with a JSON body
 saying which check failed and, for a stall, which partitions and why; `/metrics` is the
 Prometheus text format of `pipelines.metrics`.
+
+The database and model checks are injected (the composition root knows the engine and the
+classifier; this module does not), and both are blocking calls run off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import faust
 from faust.web import Request, Response, View
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
-from monitor.runtime import Runtime
-from pipelines.progress import describe
-
-if TYPE_CHECKING:
-    from pipelines.metrics import PipelineMetrics
-    from pipelines.progress import ProgressWatch
+from pipelines.metrics import PipelineMetrics
+from pipelines.progress import ProgressWatch, describe
 
 
-def _database_ok(runtime: Runtime) -> bool:
+def database_ok(engine: Engine) -> bool:
+    """One round trip to the database succeeds."""
     try:
-        with runtime.engine.connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception:
         return False
     return True
 
 
-async def readiness(app: faust.App, runtime: Runtime) -> dict[str, bool]:
+@dataclass(frozen=True, slots=True)
+class ReadinessChecks:
+    """The worker's dependencies beside Kafka: each callable says whether it is usable now."""
+
+    database: Callable[[], bool]
+    model: Callable[[], bool]
+    """False while the inference process is dead or restarting."""
+
+
+async def readiness(app: faust.App, checks: ReadinessChecks) -> dict[str, bool]:
     """Each dependency's state; the worker is ready when all are true."""
     loop = asyncio.get_running_loop()
     consumer = app.consumer
+    database, model = await asyncio.gather(
+        loop.run_in_executor(None, checks.database), loop.run_in_executor(None, checks.model)
+    )
     return {
         "kafka": bool(consumer.started) and not consumer.should_stop and not app.rebalancing,
-        "database": await loop.run_in_executor(None, _database_ok, runtime),
-        "model": runtime.classifier is not None,
+        "database": database,
+        "model": model,
     }
 
 
-def register_health_views(app: faust.App, runtime: Runtime, progress: ProgressWatch) -> None:
+def progress_state(state: dict[str, bool], progress: ProgressWatch) -> dict[str, Any]:
+    """The `/ready` body: `state` with Kafka requiring the group joined, and the progress
+    check, with a line per stalled partition when there is one."""
+    checks = {**state, "kafka": state["kafka"] and progress.joined}
+    stalls = progress.stalls()
+    checks["progress"] = not stalls
+    body: dict[str, Any] = {"ready": all(checks.values()), "checks": checks}
+    if stalls:
+        body["stalled"] = [describe(stall, progress.tracker.stall_after_s) for stall in stalls]
+    return body
+
+
+def register_health_views(app: faust.App, checks: ReadinessChecks, progress: ProgressWatch) -> None:
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request, **_: Any) -> Response:
@@ -53,17 +79,8 @@ def register_health_views(app: faust.App, runtime: Runtime, progress: ProgressWa
     @app.page("/ready")
     class Ready(View):
         async def get(self, request: Request, **_: Any) -> Response:
-            checks = await readiness(app, runtime)
-            checks["kafka"] = checks["kafka"] and progress.joined
-            stalls = progress.stalls()
-            checks["progress"] = not stalls
-            ready = all(checks.values())
-            body: dict[str, Any] = {"ready": ready, "checks": checks}
-            if stalls:
-                body["stalled"] = [
-                    describe(stall, progress.tracker.stall_after_s) for stall in stalls
-                ]
-            return self.json(body, status=200 if ready else 503)
+            body = progress_state(await readiness(app, checks), progress)
+            return self.json(body, status=200 if body["ready"] else 503)
 
 
 def register_metrics_view(app: faust.App, metrics: PipelineMetrics) -> None:

@@ -10,8 +10,8 @@
 #   scripts/stack.sh console-producer TOPIC [ARGS...]   Kafka's Java console producer, lines from stdin
 #   scripts/stack.sh console-consumer TOPIC [ARGS...]   Kafka's Java console consumer
 #   scripts/stack.sh clean                   stop Kafka and delete its data (PostgreSQL is left alone)
-#   scripts/stack.sh cluster up|down|status|env|clean|kill N|start N|topics [ARGS...]
-#                                            a 3-broker KRaft cluster on ports of its own (below)
+#   scripts/stack.sh cluster up|down|status|env|clean|kill N|stop N|start N|topics [ARGS...]
+#                                            a separate 3-broker KRaft cluster (docs/stack.md)
 #
 # Kafka runs from the jars Maven resolves from Maven Central (stack/pom.xml), cached once in
 # ${FINMON_CACHE:-~/.cache/finmon}/kafka-<version>/libs. State and logs live in
@@ -61,9 +61,9 @@ die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 usage() {
     local rc="${1:-2}"
     if ((rc == 0)); then
-        sed -n '5,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '5,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     else
-        sed -n '5,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+        sed -n '5,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     fi
     exit "$rc"
 }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,27 +10,18 @@ import pytest
 from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine, text
 
+from harness.stack import PG_URL, port_open
 from monitor.db.engine import make_engine, upgrade
 from tests.doubles import KeywordClassifier
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-PG_URL = os.environ.get(
-    "FINMON_TEST_PG_URL", "postgresql+psycopg://finmon:finmon@127.0.0.1:5432/finmon_test"
-)
-KAFKA_BOOTSTRAP = os.environ.get("FINMON_TEST_KAFKA", "127.0.0.1:9092")
+REPO = Path(__file__).resolve().parents[1]
+"""The checkout the tests run from (its docs and config.toml are under test too)."""
+SHARED_DATA = REPO.parent / "shared" / "data"
 # A shared 2-core machine is slow at times: property tests judge behaviour, not speed.
 settings.register_profile("finmon", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("finmon")
 
 TABLES = ("alert_deliveries", "alerts", "news_item_tickers", "trend_windows", "news_items")
-
-
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def require_stack() -> None:

@@ -22,6 +22,9 @@ class KeywordClassifier:
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []
 
+    def ready(self) -> bool:
+        return True
+
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         self.batch_sizes.append(len(inputs))
         return [self._one(i.headline) for i in inputs]

@@ -8,9 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
-from monitor.settings import REPO_ROOT
-
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
+from monitor.resources import migrations_dir
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
@@ -22,6 +20,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
+        # DB-API connection and pool record: untyped in SQLAlchemy's event API
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -35,7 +34,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 

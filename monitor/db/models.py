@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
@@ -55,6 +56,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table(model: type[Base]) -> Table:
+    """The `Table` a mapped class is declared on (SQLAlchemy types `__table__` as any
+    `FromClause`; every finmon model is a plain table)."""
+    declared = model.__table__
+    assert isinstance(declared, Table), f"{model.__name__} is not mapped to a table"
+    return declared
 
 
 class NewsItemRow(Base):

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow, UTCDateTime
+from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow, UTCDateTime, table
 from monitor.pipeline_types import ClassifiedItem
 from monitor.windows import Observation, WindowCounts, WindowKey, aggregate
 
@@ -103,10 +103,10 @@ class NewsStore:
     ) -> list[ClassifiedItem]:
         if not duplicates:
             return []
-        table = NewsItemRow.__table__
+        items = table(NewsItemRow)
         ids = [d.item.id for d in duplicates]
         stored = dict(
-            conn.execute(select(table.c.id, table.c.content_hash).where(table.c.id.in_(ids))).all()
+            conn.execute(select(items.c.id, items.c.content_hash).where(items.c.id.in_(ids))).all()
         )
         return [d for d in duplicates if stored.get(d.item.id) != d.item.content_hash]
 
@@ -139,7 +139,7 @@ class NewsStore:
 @dataclass(frozen=True, slots=True)
 class _Statements:
     """The store's three writes, built once per database kind: building a SQLAlchemy
-    statement costs more CPU than PostgreSQL spends running it (2-3 ms a batch)."""
+    statement costs more CPU than PostgreSQL spends running it."""
 
     items: Any
     tickers: Any
@@ -151,14 +151,14 @@ def _statements(dialect: str) -> _Statements:
     def insert(table: Table) -> Any:
         return _insert_json_rowset(table) if dialect == "postgresql" else sqlite.insert(table)
 
-    items = NewsItemRow.__table__
-    windows = TrendWindowRow.__table__
+    items = table(NewsItemRow)
+    windows = table(TrendWindowRow)
     upsert = insert(windows)
     excluded = upsert.excluded
     total = windows.c.n_total + excluded.n_total
     return _Statements(
         items=insert(items).on_conflict_do_nothing(index_elements=["id"]).returning(items.c.id),
-        tickers=insert(NewsItemTickerRow.__table__),
+        tickers=insert(table(NewsItemTickerRow)),
         windows=upsert.on_conflict_do_update(
             index_elements=["window_seconds", "window_start", "dimension", "key"],
             set_={
@@ -183,9 +183,9 @@ def _params(conn: Connection, rows: list[dict[str, object]]) -> Any:
 
 
 def _rowset_document(rows: list[dict[str, object]]) -> str:
-    """The rows as one JSON document, by orjson: a tenth of the CPU of `json.dumps` with a
-    hook for datetimes, which was 13 % of the worker's main process at full load
-    (docs/performance.md). orjson writes aware datetimes as ISO 8601 with their offset, as
+    """The rows as one JSON document, by orjson: the standard library with a hook for
+    datetimes was a large share of the worker's CPU at full load, orjson a small fraction
+    of it (docs/performance.md). orjson writes aware datetimes as ISO 8601 with their offset, as
     PostgreSQL's timestamptz reads them; the two things it does not refuse are refused
     before, where the rows are built: naive datetimes (`_aware`) and NaN, which it would
     write as null (`_row`). It does refuse integers beyond 64 bits, which JSON allows in an
@@ -201,8 +201,9 @@ def _insert_json_rowset(table: Table) -> Any:
     is every row of the batch in a single JSON document (`_params`).
 
     The statement's text does not depend on the number of rows, so it is compiled and
-    parsed once and PostgreSQL prepares it; the batch is serialised by `json.dumps` (C) and
-    parsed by PostgreSQL (C). The multi-row VALUES list this replaces (one parameter per row
+    parsed once and PostgreSQL prepares it; the batch is serialised by orjson
+    (`_rowset_document`) and parsed by PostgreSQL, both in C. The multi-row VALUES list this
+    replaces (one parameter per row
     and column) was parsed again for every batch, and one array parameter per column spent
     as long quoting every element in Python (docs/performance.md). Callers add the ON
     CONFLICT clause, the same as the SQLite path's."""

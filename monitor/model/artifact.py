@@ -32,7 +32,6 @@ METRICS_FILE = "metrics.json"
 HEADS_FILE = "heads.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
 FORMAT_VERSION = 1
-DEFAULT_ARTIFACT = Path(__file__).resolve().parents[2] / "models" / "finmon-minilm-v1"
 
 
 class BaseMismatchError(ValueError):
@@ -50,7 +49,8 @@ class LoadedArtifact:
 
     @property
     def label_names(self) -> dict[str, list[str]]:
-        return self.meta["label_names"]
+        names: dict[str, list[str]] = self.meta["label_names"]
+        return names
 
     @property
     def max_length(self) -> int:
@@ -64,7 +64,8 @@ def save_artifact(out_dir: Path, model: MultiTaskModel, meta: dict[str, Any]) ->
     base by name rather than by this machine's path.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    encoder = model.encoder
+    # `model.encoder` is typed as a Module; save_artifact's contract makes it a PeftModel
+    encoder: PeftModel = model.encoder  # type: ignore[assignment]
     encoder.peft_config["default"].base_model_name_or_path = meta["base"]["name"]
     # The embeddings are frozen, so there is nothing to save there (and peft would look
     # the base name up on the hub to check); peft's generic README is not our model card.
@@ -83,7 +84,7 @@ def read_meta(path: Path) -> dict[str, Any]:
     meta_file = path / META_FILE
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} is not a finmon model artifact (no {META_FILE})")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    meta: dict[str, Any] = json.loads(meta_file.read_text(encoding="utf-8"))
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{meta_file}: unsupported format {meta.get('format')!r}")
     return meta

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from monitor.model.artifact import DEFAULT_ARTIFACT, LoadedArtifact, load_artifact
+from monitor.model.artifact import LoadedArtifact, load_artifact
 from monitor.model.encoding import Features, encode_items, token_balanced_slices
 from monitor.model.inference import predict_probs
 from monitor.model.interface import SENTIMENT_LABELS, Classification, ModelInput
 from monitor.model.text import normalise_text
+from monitor.resources import bundled_artifact
 
 CpuParallelism = Literal["split-batch", "intra-op"]
 MIN_ITEMS_PER_SLICE = 4
@@ -37,8 +38,7 @@ class BatchedClassifier:
     short texts this matches torch's own multi-threaded ops when the CPU is idle, and it
     keeps its speed when the CPU is shared: a multi-threaded op waits at a barrier for its
     slowest thread, so one core taken by the worker's SQL, Kafka or PostgreSQL stalls every
-    op (measured on 2 cores: 116 vs 284 items/s beside a process using a quarter of a core;
-    docs/performance.md).
+    op (the measurements are in docs/performance.md).
     """
 
     def __init__(
@@ -70,6 +70,10 @@ class BatchedClassifier:
     @property
     def model_version(self) -> str:
         return self._loaded.version
+
+    def ready(self) -> bool:
+        """Always: the model lives in this process, so it is up whenever this code runs."""
+        return True
 
     @property
     def parallelism(self) -> str:
@@ -172,16 +176,15 @@ def load_classifier(
     base_dir: str | Path | None = None,
     cpu_parallelism: CpuParallelism = "split-batch",
 ) -> BatchedClassifier:
-    """Load an artifact (the committed ``models/finmon-minilm-v1`` by default) for serving.
+    """Load an artifact (by default the bundled default, `monitor.resources`) for serving.
 
     ``threads`` is the CPU cores inference uses (default: all CPUs). With ``split-batch``
     each batch is cut into ``threads + SPARE_SLICES`` slices run at once, single-threaded:
     more slices than cores, so that when another process takes a core for a moment the
     other slices keep every core busy instead of the batch waiting for the preempted one,
-    and the last slice of a batch leaves a core idle for less time. Measured on 2 cores
-    (docs/performance.md): one spare slice instead of none, 0.71 instead of 0.61 of the
-    classifier's own speed end to end; two instead of one, +4-5 % end to end (the machine
-    8 % idle -> 5 %) at the same speed alone. With ``intra-op`` torch parallelises each op
+    and the last slice of a batch leaves a core idle for less time (the number of spare
+    slices was chosen by the end-to-end benchmark: docs/performance.md). With ``intra-op``
+    torch parallelises each op
     over ``threads``. Either way this sets torch's process-wide thread count. There is
     deliberately no int8 option: dynamic int8 cost 0.8 points of topic accuracy (see the
     model card).
@@ -191,7 +194,7 @@ def load_classifier(
     split = cpu_parallelism == "split-batch" and target.type == "cpu"
     torch.set_num_threads(1 if split else threads)
     loaded = load_artifact(
-        Path(path) if path else DEFAULT_ARTIFACT, Path(base_dir) if base_dir else None
+        Path(path) if path else bundled_artifact(), Path(base_dir) if base_dir else None
     )
     loaded.model.to(target)
     return BatchedClassifier(

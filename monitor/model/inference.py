@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
+from torch import nn
 
 from monitor.model.encoding import Features, length_sorted_chunks, pad_batch
 from monitor.model.network import MultiTaskModel
@@ -36,7 +38,7 @@ def predict_probs(
     was_training = model.training
     model.eval()
     probs: dict[str, np.ndarray] = {
-        task: np.zeros((len(items), head.out_features), dtype=np.float32)
+        task: np.zeros((len(items), cast(nn.Linear, head).out_features), dtype=np.float32)
         for task, head in model.heads.items()
     }
     with torch.inference_mode(), autocast_for(device):

@@ -47,7 +47,8 @@ class Report:
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+    ratio: np.ndarray = np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+    return ratio
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> Report:

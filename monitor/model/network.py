@@ -2,14 +2,15 @@
 
 Mean pooling over the attention mask matches how all-MiniLM-L6-v2 was pre-trained (as a
 sentence-transformers model), and it beat the CLS vector in a linear probe on this data
-(see models/MODEL_CARD.md). Masking the padding out of the mean is what makes an item's
-result independent of the batch it is padded into.
+(see the artifact's model card, models/finmon-minilm-v1/MODEL_CARD.md). Masking the padding
+out of the mean is what makes an item's result independent of the batch it is padded into.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -39,7 +40,8 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
-        hidden = encoder.config.hidden_size
+        config: Any = encoder.config  # a Hugging Face model's config (a PretrainedConfig)
+        hidden = int(config.hidden_size)
         self.heads = nn.ModuleDict(
             {task: nn.Linear(hidden, len(names)) for task, names in label_names.items()}
         )
@@ -66,7 +68,7 @@ def load_encoder(base_dir: Path) -> PreTrainedModel:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoModel.from_pretrained(
+        return AutoModel.from_pretrained(  # type: ignore[no-any-return]  # untyped factory
             str(base_dir), local_files_only=True, add_pooling_layer=False
         )
     finally:
@@ -74,10 +76,11 @@ def load_encoder(base_dir: Path) -> PreTrainedModel:
 
 
 def lora_config(rank: int, alpha: float, dropout: float, train_layernorm: bool) -> LoraConfig:
+    # peft annotates lora_alpha as int but scales by lora_alpha / r: a float alpha is honoured
     """LoRA on every linear layer; LayerNorms optionally trained in full (they are tiny)."""
     return LoraConfig(
         r=rank,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # see the comment above
         lora_dropout=dropout,
         target_modules=list(LORA_TARGETS),
         modules_to_save=list(LAYERNORM_MODULES) if train_layernorm else None,

@@ -161,8 +161,8 @@ def train(
     rng = np.random.default_rng(cfg.seed)
 
     dirs = {"topic": topic_dir, "sentiment": sentiment_dir}
-    names = {task: model_label_names(task, dirs[task]) for task in TASKS}
-    data = {task: prepare_task(task, dirs[task], names[task], cfg) for task in TASKS}
+    names: dict[str, tuple[str, ...]] = {t: model_label_names(t, dirs[t]) for t in TASKS}
+    data: dict[str, TaskData] = {t: prepare_task(t, dirs[t], names[t], cfg) for t in TASKS}
 
     base = identify_base(base_dir)
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
@@ -171,8 +171,8 @@ def train(
     def encode(frame: pd.DataFrame) -> list[Features]:
         return encode_items(tokenizer, [(text, None) for text in frame["text"]], cfg.max_length)
 
-    train_features = {task: encode(data[task].train) for task in TASKS}
-    dev_features = {task: encode(data[task].dev) for task in TASKS}
+    train_features: dict[str, list[Features]] = {t: encode(data[t].train) for t in TASKS}
+    dev_features: dict[str, list[Features]] = {t: encode(data[t].dev) for t in TASKS}
     train_labels = {task: torch.tensor(data[task].train["label"].to_numpy()) for task in TASKS}
 
     encoder = add_lora(

@@ -14,9 +14,10 @@ from alerts.channels import build_channels
 from alerts.channels.log import LogChannel
 from alerts.rules import AlertSettings, RuleSettings
 from alerts.service import AlertService
-from monitor.settings import REPO_ROOT, Settings
+from monitor.settings import Settings
+from tests.conftest import REPO
 
-DOC = REPO_ROOT / "config.toml"
+DOC = REPO / "config.toml"
 
 
 def rule(**overrides: Any) -> dict[str, Any]:

@@ -18,10 +18,11 @@ import pytest
 from kafka.admin import KafkaAdminClient
 from sqlalchemy import Engine, make_url
 
+from harness.stack import PG_URL, port_open
+from harness.worker import REPO
 from monitor.db.engine import make_engine, upgrade
 from tests.alerts.conftest import webhook  # noqa: F401  (the alert tests' receiver)
-from tests.conftest import PG_URL, _truncate, port_open, require_stack
-from tests.e2e.harness import REPO
+from tests.conftest import _truncate, require_stack
 from tests.reliability.conftest import _create_database
 
 CLUSTER_BOOTSTRAP = os.environ.get(

@@ -34,11 +34,11 @@ from sqlalchemy import Engine, select
 
 from alerts.channels.webhook import verify_signature
 from alerts.models import AlertDeliveryRow, AlertRow
+from harness.worker import KeywordWorkerHarness, news, read_topic, stored_count, wait_for
 from monitor.db.models import NewsItemRow
 from tests.alerts.conftest import WebhookReceiver
 from tests.cluster.conftest import CLUSTER_PG_URL, Cluster
 from tests.cluster.pauses import pauses, summarise
-from tests.e2e.harness import KeywordWorkerHarness, news, read_topic, stored_count, wait_for
 from tests.ops.prom import Scrape
 from tests.reliability.accounting import Feed, PacedProducer, account, wait_until_accounted
 

@@ -211,7 +211,9 @@ class StoreFailsOn(NewsStore):
 def test_an_item_the_store_fails_on_is_isolated_and_dead_lettered(
     engine: Engine, classifier: KeywordClassifier
 ) -> None:
-    proc = BatchProcessor(classifier, StoreFailsOn(engine, SIZES), IngestPolicy(), lambda: NOW)
+    proc = BatchProcessor(
+        classifier, StoreFailsOn(engine, SIZES), IngestPolicy(), clock=lambda: NOW
+    )
     batch = [message(f"ok-{i}", f"$AAPL beats {i}", i) for i in range(5)]
     batch.insert(2, message("bad", "fine headline", 2))
     outcome = proc.process(batch)
@@ -243,15 +245,17 @@ class StoreDownOnce(NewsStore):
         return super().store(items, now=now)
 
 
-def test_a_prepared_batch_can_be_persisted_again_after_a_database_error(
+def test_a_classified_batch_can_be_stored_again_after_a_database_error(
     engine: Engine, classifier: KeywordClassifier
 ) -> None:
-    proc = BatchProcessor(classifier, StoreDownOnce(engine, SIZES), IngestPolicy(), lambda: NOW)
+    proc = BatchProcessor(
+        classifier, StoreDownOnce(engine, SIZES), IngestPolicy(), clock=lambda: NOW
+    )
     messages = [message("a", "$AAPL plunge", 1), RawMessage(b"not json"), message("b", "Up", 2)]
-    prepared = proc.prepare(messages)
+    classified = proc.classify(messages)
     with pytest.raises(OperationalError):
-        proc.persist(prepared)
-    outcome = proc.persist(prepared)
+        proc.store(classified)
+    outcome = proc.store(classified)
     assert sorted(i.item.id for i in outcome.stored.inserted) == ["a", "b"]
     assert len(outcome.dead_letters) == 1  # once, not once per attempt
     assert sum(t for t, _ in window_totals(engine).values()) == 4

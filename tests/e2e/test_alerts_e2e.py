@@ -13,8 +13,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 
 from alerts.channels.webhook import SIGNATURE_HEADER, verify_signature
+from harness.worker import REPO, WorkerHarness, news, produce, stored_count, wait_for
 from tests.alerts.conftest import WebhookReceiver, free_port, webhook  # noqa: F401 (fixture)
-from tests.e2e.harness import REPO, WorkerHarness, news, produce, stored_count, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 SECRET = "e2e-webhook-secret-value"

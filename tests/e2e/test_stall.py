@@ -19,7 +19,7 @@ import psutil
 import pytest
 from sqlalchemy import Engine
 
-from tests.e2e.harness import (
+from harness.worker import (
     KeywordWorkerHarness,
     WorkerHarness,
     news,

@@ -6,11 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import Engine, select
 
-from monitor.db.models import NewsItemRow
-from tests.e2e.harness import (
+from harness.worker import (
     REPO,
     WorkerHarness,
     consume,
@@ -21,6 +21,7 @@ from tests.e2e.harness import (
     wait_for,
     window_total,
 )
+from monitor.db.models import NewsItemRow
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -70,6 +71,38 @@ def test_worker_classifies_stores_publishes_and_dead_letters(
     assert letters[b"\xff\xfe"]["finmon-error-reason"].startswith(b"invalid UTF-8")
     assert letters[bad[1]]["finmon-source-topic"] == worker.input_topic.encode()
     assert "finmon-source-offset" in letters[bad[1]]
+
+
+def _inference_process(worker: WorkerHarness) -> psutil.Process:
+    """The worker's model process (spawned by multiprocessing; not its resource tracker)."""
+    assert worker.process is not None
+    children = psutil.Process(worker.process.pid).children()
+    [child] = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+    return child
+
+
+def test_ready_is_503_while_the_inference_process_is_dead_or_restarting(
+    tmp_path: Path, pg_engine: Engine
+) -> None:
+    with WorkerHarness(tmp_path, "ready") as worker:
+        assert worker.get("/ready")[0] == 200
+        dead = _inference_process(worker)
+        dead.kill()
+
+        def model_down() -> dict[str, object] | None:
+            status, body = worker.get("/ready")
+            return json.loads(body) if status == 503 else None
+
+        down = wait_for(model_down, 30, "/ready to answer 503")
+        assert down == {
+            "ready": False,
+            "checks": {"kafka": True, "database": True, "model": False},
+        }
+        worker.wait_ready(timeout=120)  # a new inference process has loaded the model
+        assert _inference_process(worker).pid != dead.pid
+
+        produce(worker.input_topic, [news("after-restart", HEADLINES[1])])
+        wait_for(lambda: stored_count(pg_engine) == 1, 60, "the item stored after the restart")
 
 
 def test_redelivered_items_are_not_double_counted(tmp_path: Path, pg_engine: Engine) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from monitor.model.artifact import (
-    DEFAULT_ARTIFACT,
     META_FILE,
     BaseMismatchError,
     load_artifact,
@@ -18,10 +17,11 @@ from monitor.model.artifact import (
 from monitor.model.base import DEFAULT_BASE_NAME, identify_base
 from monitor.model.data import TOPIC_DATASET_LABELS
 from monitor.model.interface import SENTIMENT_LABELS
+from monitor.resources import bundled_artifact
 
 
 def test_committed_artifact_records_labels_base_recipe_and_metrics() -> None:
-    meta = read_meta(DEFAULT_ARTIFACT)
+    meta = read_meta(bundled_artifact())
     assert meta["label_names"] == {
         "topic": list(TOPIC_DATASET_LABELS),
         "sentiment": list(SENTIMENT_LABELS),
@@ -29,21 +29,21 @@ def test_committed_artifact_records_labels_base_recipe_and_metrics() -> None:
     assert meta["base"]["name"] == DEFAULT_BASE_NAME
     assert meta["base"]["weights_sha256"] == identify_base().weights_sha256
     assert meta["training"]["config"]["lora_rank"] > 0
-    metrics = json.loads((DEFAULT_ARTIFACT / "metrics.json").read_text())
+    metrics = json.loads((bundled_artifact() / "metrics.json").read_text())
     for task in ("topic", "sentiment"):
         for view in ("full", "dedup"):
             assert 0.0 < metrics["valid"][task][view]["accuracy"] <= 1.0
 
 
 def test_committed_artifact_is_small() -> None:
-    size = sum(f.stat().st_size for f in DEFAULT_ARTIFACT.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in bundled_artifact().rglob("*") if f.is_file())
     assert size <= 10 * 1024 * 1024
 
 
 @pytest.fixture
 def artifact_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "artifact"
-    shutil.copytree(DEFAULT_ARTIFACT, copy)
+    shutil.copytree(bundled_artifact(), copy)
     return copy
 
 

@@ -10,11 +10,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.model.artifact import DEFAULT_ARTIFACT, load_artifact
+from monitor.model.artifact import load_artifact
 from monitor.model.batched import BatchedClassifier
 from monitor.model.data import TOPIC_DATASET_LABELS
 from monitor.model.encoding import encode_item, encode_items, token_balanced_slices
 from monitor.model.interface import SENTIMENT_LABELS, Classifier, ModelInput
+from monitor.resources import bundled_artifact
 
 LONG_BODY = "The company said revenue rose while costs were flat. " * 200
 
@@ -133,7 +134,7 @@ def test_slices_partition_the_batch_in_length_order(
 
 def test_split_batch_gives_the_same_results_as_one_thread(real_model: BatchedClassifier) -> None:
     split = BatchedClassifier(
-        load_artifact(DEFAULT_ARTIFACT),
+        load_artifact(bundled_artifact()),
         device=torch.device("cpu"),
         max_batch_size=4,
         cpu_slices=3,

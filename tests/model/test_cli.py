@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from monitor.cli import main
+from finmon.cli import main
 from monitor.model.artifact import read_meta
 from monitor.model.batched import load_classifier
 from monitor.model.interface import ModelInput

@@ -6,15 +6,16 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
 
-from monitor.model.artifact import DEFAULT_ARTIFACT
 from monitor.model.batched import BatchedClassifier
 from monitor.model.interface import ModelInput
 from monitor.model.process import ProcessClassifier
+from monitor.resources import bundled_artifact
 
 INPUTS = [
     ModelInput("Fed raises rates by 25 basis points"),
@@ -25,7 +26,9 @@ INPUTS = [
 
 @pytest.fixture(scope="module")
 def remote() -> Iterator[ProcessClassifier]:
-    classifier = ProcessClassifier(path=DEFAULT_ARTIFACT, device="cpu", threads=1, max_batch_size=4)
+    classifier = ProcessClassifier(
+        path=bundled_artifact(), device="cpu", threads=1, max_batch_size=4
+    )
     yield classifier
     classifier.close()
 
@@ -45,16 +48,40 @@ def test_same_verdicts_as_in_process(
         assert ours.sentiment_score == pytest.approx(local.sentiment_score, abs=1e-5)
 
 
-def test_a_dead_inference_process_fails_one_call_then_is_replaced(
+def test_a_dead_inference_process_is_not_ready_until_replaced(
+    remote: ProcessClassifier,
+) -> None:
+    assert remote.ready()
+    pid = _child_pid(remote)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while remote.ready() and time.monotonic() < deadline:  # the watcher sees it at once
+        time.sleep(0.01)
+    assert not remote.ready()
+    # a call made while the new child loads waits for it, then is served
+    assert [c.topic for c in remote.classify(INPUTS)]
+    assert remote.ready()
+    assert _child_pid(remote) != pid
+
+
+def test_a_call_running_when_the_process_dies_fails_and_the_next_is_served(
     remote: ProcessClassifier,
 ) -> None:
     pid = _child_pid(remote)
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(0.2)
-    with pytest.raises(BrokenProcessPool):
-        remote.classify(INPUTS)
-    assert [c.topic for c in remote.classify(INPUTS)]  # a new process, model reloaded
-    assert _child_pid(remote) != pid
+    with ThreadPoolExecutor(1) as caller:
+        running = caller.submit(remote.classify, INPUTS * 400)
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            running.result(timeout=60)
+    assert [c.topic for c in remote.classify(INPUTS)]
+    assert remote.ready() and _child_pid(remote) != pid
+
+
+def test_a_closed_classifier_is_not_ready() -> None:
+    classifier = ProcessClassifier(path=bundled_artifact(), device="cpu", threads=1)
+    classifier.close()
+    assert not classifier.ready()
 
 
 def test_a_bad_artifact_fails_at_construction(tmp_path: Path) -> None:

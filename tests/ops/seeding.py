@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from monitor.replay import ReplaySummary, replay
-from monitor.runtime import build_runtime
+from finmon.runtime import build_runtime
 from monitor.sample import SampleSpec, write_jsonl
 from monitor.settings import Settings, load_settings
+from pipelines.replay import ReplaySummary, replay
 from tests.doubles import KeywordClassifier
 
 
@@ -40,6 +40,13 @@ def replay_sample(
         out.writelines(json.dumps(doc) + "\n" for doc in extra)
     runtime = build_runtime(settings, classifier=KeywordClassifier(), migrate=True)
     try:
-        return settings, replay(runtime, feed, progress=False)
+        summary = replay(
+            runtime.processor,
+            runtime.alerts,
+            feed,
+            batch_size=settings.batching.max_batch_size,
+            progress=False,
+        )
+        return settings, summary
     finally:
-        runtime.engine.dispose()
+        runtime.close()

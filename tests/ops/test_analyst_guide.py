@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from monitor.settings import REPO_ROOT
-from tests.conftest import PG_URL, _truncate
+from harness.stack import PG_URL
+from tests.conftest import REPO, _truncate
 from tests.ops.seeding import replay_sample, write_config
 
 pytestmark = pytest.mark.stack
 
-GUIDE = REPO_ROOT / "docs" / "analyst-guide.md"
+GUIDE = REPO / "docs" / "analyst-guide.md"
 _HEADING_OR_SQL = re.compile(r"^#+ (?P<heading>.+?)$|^```sql\n(?P<sql>.*?)^```", re.M | re.S)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from tests.conftest import PG_URL
-from tests.e2e.harness import (
+from harness.stack import PG_URL
+from harness.worker import (
     REPO,
     WorkerHarness,
     news,
@@ -52,7 +52,7 @@ def unit_command(config: Path) -> list[str]:
 
 
 class UnitWorker(WorkerHarness):
-    """`python -m monitor` (which is `finmon`) with the unit's arguments."""
+    """`python -m finmon` (which is `finmon`) with the unit's arguments."""
 
     def __init__(self, tmp_path: Path, config: Path, **env: str) -> None:
         super().__init__(tmp_path, "unit", FINMON_MODEL__PATH=str(MODEL), **env)
@@ -60,7 +60,7 @@ class UnitWorker(WorkerHarness):
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "monitor", *self.arguments]
+        return [sys.executable, "-m", "finmon", *self.arguments]
 
     def scrape(self) -> Scrape:
         status, body = self.get("/metrics")

@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 from matplotlib.image import imread
 
+from alerts.spans import load_alert_spans
+from finmon.cli import main
 from monitor import trends
-from monitor.cli import main
 from monitor.db.engine import make_engine
 from monitor.durations import parse_since
 from monitor.sample import EPISODE_TICKER, SampleSpec
@@ -70,7 +71,7 @@ def test_the_chart_shows_the_negative_episode_and_its_alert(config: Path, tmp_pa
     engine = make_engine(load_settings(config).database_url)
     ba = trends.TrendQuery("ticker", timedelta(minutes=5), key=EPISODE_TICKER)
     frame = trends.load_trends(engine, ba)
-    alerts = trends.load_alerts(engine, ba, [EPISODE_TICKER])
+    alerts = load_alert_spans(engine, ba.dimension, [EPISODE_TICKER], ba.since)
     engine.dispose()
     worst = frame.loc[frame["bearish"].idxmax()]
     assert EPISODE_START - timedelta(minutes=5) <= worst["window_start"] < EPISODE_END

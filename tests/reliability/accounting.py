@@ -18,9 +18,9 @@ from typing import Any
 from kafka import KafkaProducer
 from sqlalchemy import Engine, select
 
+from harness.stack import KAFKA_BOOTSTRAP
+from harness.worker import news, read_topic, stored_count, wait_for, window_total
 from monitor.db.models import NewsItemRow
-from tests.conftest import KAFKA_BOOTSTRAP
-from tests.e2e.harness import news, read_topic, stored_count, wait_for, window_total
 
 WINDOW_SIZES = (60, 300, 3600)
 HEADLINES = (

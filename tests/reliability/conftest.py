@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 
+from harness.stack import PG_URL
 from monitor.db.engine import make_engine, upgrade
 from tests.alerts.conftest import tls_files, webhook  # noqa: F401  (the alert tests' receivers)
-from tests.conftest import PG_URL, _truncate, require_stack
+from tests.conftest import _truncate, require_stack
 from tests.reliability.stack_control import create_login_role
 
 RELIABILITY_PG_URL = os.environ.get(

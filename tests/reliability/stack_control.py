@@ -17,8 +17,8 @@ from typing import Literal
 import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from tests.conftest import KAFKA_BOOTSTRAP, port_open
-from tests.e2e.harness import REPO
+from harness.stack import KAFKA_BOOTSTRAP, port_open
+from harness.worker import REPO
 
 Component = Literal["postgres", "kafka"]
 PORTS: dict[Component, int] = {"postgres": 5432, "kafka": 9092}

@@ -20,9 +20,9 @@ from sqlalchemy import Engine, func, select
 
 from alerts.channels.webhook import verify_signature
 from alerts.models import AlertDeliveryRow
+from harness.worker import WorkerHarness, wait_for
 from tests.alerts.conftest import WebhookReceiver, free_port
 from tests.alerts.test_email import Mailbox
-from tests.e2e.harness import WorkerHarness, wait_for
 from tests.reliability.accounting import Feed, PacedProducer, account, wait_until_accounted
 from tests.reliability.conftest import RELIABILITY_PG_URL
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from harness.worker import WorkerHarness, news, read_topic, wait_for
 from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow
 from tests.conftest import _truncate
-from tests.e2e.harness import WorkerHarness, news, read_topic, wait_for
 from tests.reliability.accounting import PacedProducer
 from tests.reliability.conftest import SecretDatabase
 from tests.reliability.stack_control import BIG_MESSAGE_BYTES, create_topics

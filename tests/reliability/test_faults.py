@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from harness.worker import WorkerHarness, read_topic, stored_count, wait_for
 from monitor.db.models import NewsItemRow
-from tests.e2e.harness import WorkerHarness, read_topic, stored_count, wait_for
 from tests.reliability.accounting import (
     Accounting,
     Feed,

@@ -12,11 +12,11 @@ from pathlib import Path
 import faust
 import pytest
 
+from harness.worker import WorkerHarness
 from monitor.settings import KafkaSettings
 from pipelines.kafka_security import faust_credentials, kafka_python_config
 from tests.alerts.conftest import TlsFiles, free_port
 from tests.conftest import require_stack
-from tests.e2e.harness import WorkerHarness
 
 
 @pytest.mark.stack

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -18,7 +19,7 @@ _model_option = click.option(
     "model_path",
     type=_existing_dir,
     default=None,
-    help="Artifact directory (default: the committed models/finmon-minilm-v1).",
+    help="Artifact directory (default: the bundled default artifact, see models/).",
 )
 _base_option = click.option(
     "--base",
@@ -75,9 +76,11 @@ def train_command(
     """
     from monitor.model.artifact import METRICS_FILE, write_json
     from monitor.model.batched import load_classifier
+    from monitor.model.data import TASKS
     from monitor.model.evaluate import evaluate_valid
     from monitor.model.train import TrainConfig, train
 
+    # click passes the remaining options by name, each typed by its option (checked there)
     rank = int(options["lora_rank"])  # type: ignore[arg-type]
     cfg = TrainConfig(lora_alpha=lora_alpha or 2.0 * rank, **options)  # type: ignore[arg-type]
     metrics = train(topic_data, sentiment_data, out, cfg, base_dir=base_dir)
@@ -85,7 +88,7 @@ def train_command(
         classifier = load_classifier(out, device="cpu", base_dir=base_dir, max_batch_size=128)
         metrics["valid"] = {
             task: evaluate_valid(classifier, data_dir, task)
-            for task, data_dir in (("topic", topic_data), ("sentiment", sentiment_data))
+            for task, data_dir in zip(TASKS, (topic_data, sentiment_data), strict=True)
             if (data_dir / "valid.csv").is_file()
         }
         write_json(out / METRICS_FILE, metrics)
@@ -140,6 +143,7 @@ def evaluate_command(
 ) -> None:
     """Score the model on a labelled text,label CSV (labels as ids or names)."""
     from monitor.model.batched import load_classifier
+    from monitor.model.data import Task
     from monitor.model.evaluate import evaluate_frame, load_eval_frame
     from monitor.model.metrics import format_report, plot_confusion
 
@@ -148,13 +152,14 @@ def evaluate_command(
         reference = dedup_against or data_file.parent / "train.csv"
         if not reference.is_file():
             raise click.UsageError(f"--dedup needs a train CSV: {reference} does not exist")
+    checked_task = cast(Task, task)  # one of the --task choices
     classifier = load_classifier(model_path, threads=threads, base_dir=base_dir)
     names = classifier.label_names[task]
     try:
-        frame = load_eval_frame(data_file, task, names, reference)  # type: ignore[arg-type]
+        frame = load_eval_frame(data_file, checked_task, names, reference)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    report = evaluate_frame(classifier, frame, task)  # type: ignore[arg-type]
+    report = evaluate_frame(classifier, frame, checked_task)
     if plot:
         plot_confusion(report, plot, f"{task} — {data_file.name} — {classifier.model_version}")
     if as_json:
@@ -203,9 +208,3 @@ def classify_command(
             f"  sentiment: {result.sentiment} score={result.sentiment_score:+.3f} [{probs}]"
         )
     click.echo(f"model: {classifier.model_version}")
-
-
-def register(group: click.Group) -> None:
-    """Add the model commands to the top-level ``finmon`` group."""
-    for command in (train_command, evaluate_command, classify_command):
-        group.add_command(command)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import pandas as pd
 
-from monitor.cli_options import config_option, settings_from
+from finmon.cli.options import config_option, settings_from
 from monitor.durations import format_duration, parse_since
 
 _MAX_ERROR_CHARS = 60

@@ -1,26 +1,26 @@
-"""Assembling the long-lived parts (database, classifier, store, alerts) from settings.
+"""Assembling the long-lived parts (database, classifier, processor, alerts) from settings.
 
-`finmon worker` and `finmon replay` both build a `Runtime`, so a batch is handled by the
-very same code whether it came from Kafka or from a file.
+`finmon worker` and `finmon replay` both build a `Runtime`, so a batch is processed by the
+very same `BatchProcessor` whether it came from Kafka or from a file. This is the one place
+that knows how the parts fit: the processor tells the alert service which windows each
+stored batch touched, without the core knowing alerts exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine, text
 
+from alerts.service import AlertService
 from monitor.contract import IngestPolicy
 from monitor.db.engine import make_engine, upgrade
 from monitor.db.store import NewsStore
 from monitor.model.interface import Classifier
-from monitor.pipeline_types import RawMessage
-from monitor.processing import BatchOutcome, BatchProcessor, PreparedBatch
+from monitor.processing import BatchProcessor
 from monitor.settings import Settings
-
-if TYPE_CHECKING:
-    from alerts.service import AlertService
 
 
 def ingest_policy(settings: Settings) -> IngestPolicy:
@@ -39,7 +39,7 @@ def load_classifier(settings: Settings, *, own_process: bool = False) -> Classif
     """The configured adapted model, loaded once (it is the slow part of start-up); in a
     process of its own with `own_process` (the worker's default, `model.own_process`)."""
     model = settings.model
-    options = {
+    options: dict[str, Any] = {
         "path": settings.model_path,
         "base_dir": settings.resolve(model.base_path) if model.base_path else None,
         "device": model.device,
@@ -56,22 +56,17 @@ def load_classifier(settings: Settings, *, own_process: bool = False) -> Classif
     return load(**options)
 
 
+@dataclass(frozen=True, slots=True)
 class Runtime:
-    """The worker's and replay's shared core: one `handle` call per batch."""
+    """The parts one worker or replay run shares."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        engine: Engine,
-        classifier: Classifier,
-        alerts: AlertService | None = None,
-    ) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.classifier = classifier
-        self.store = NewsStore(engine, settings.windows.sizes)
-        self.processor = BatchProcessor(classifier, self.store, ingest_policy(settings))
-        self.alerts = alerts
+    settings: Settings
+    engine: Engine
+    classifier: Classifier
+    """The loaded model; the processor calls it, through an instrumenting wrapper if the
+    caller asked for one."""
+    processor: BatchProcessor
+    alerts: AlertService | None
 
     def close(self) -> None:
         """Release the pooled connections and stop an inference process, if any."""
@@ -80,22 +75,25 @@ class Runtime:
         if close is not None:
             close()
 
-    def handle(self, messages: Sequence[RawMessage]) -> BatchOutcome:
-        """Process one batch: `commit(prepare(messages))`."""
-        return self.commit(self.prepare(messages))
 
-    def prepare(self, messages: Sequence[RawMessage]) -> PreparedBatch:
-        """Decode and classify a batch (no database work; never raises)."""
-        return self.processor.prepare(messages)
-
-    def commit(self, prepared: PreparedBatch) -> BatchOutcome:
-        """Store a prepared batch and note the windows it touched for the alert rules, which
-        a timer judges every `alerts.evaluate_every`. Raises only database errors; the
-        caller retries the same batch, and stored rows are not counted twice."""
-        outcome = self.processor.persist(prepared)
-        if self.alerts is not None:
-            self.alerts.note_stored(outcome.stored.windows.keys())
-        return outcome
+def assemble(
+    settings: Settings,
+    engine: Engine,
+    classifier: Classifier,
+    alerts: AlertService | None = None,
+    *,
+    instrument: Callable[[Classifier], Classifier] | None = None,
+) -> Runtime:
+    """Wire already built parts: the processor classifies with `classifier` (wrapped by
+    `instrument`, if given), stores into `engine` and notes the windows it touched with
+    `alerts`."""
+    processor = BatchProcessor(
+        classifier if instrument is None else instrument(classifier),
+        NewsStore(engine, settings.windows.sizes),
+        ingest_policy(settings),
+        on_windows_stored=None if alerts is None else alerts.note_stored,
+    )
+    return Runtime(settings, engine, classifier, processor, alerts)
 
 
 def build_runtime(
@@ -105,19 +103,17 @@ def build_runtime(
     migrate: bool = False,
     with_alerts: bool = True,
     own_process: bool = False,
+    instrument: Callable[[Classifier], Classifier] | None = None,
 ) -> Runtime:
     """Build the runtime; `migrate=True` applies migrations first (the embedded default);
-    `own_process` loads the model in a process of its own (see `load_classifier`)."""
+    `own_process` loads the model in a process of its own (see `load_classifier`);
+    `instrument` wraps the classifier before anything uses it (the worker's timing)."""
     url = settings.database_url
     if migrate:
         upgrade(url)
     engine = make_engine(url, pool_size=settings.database.pool_size)
     with engine.connect() as conn:  # fail fast, before the slow model load
         conn.execute(text("SELECT 1"))
-    alert_service = None
-    if with_alerts:
-        from alerts.service import AlertService
-
-        alert_service = AlertService.from_settings(settings, engine)
+    alert_service = AlertService.from_settings(settings, engine) if with_alerts else None
     classifier = classifier or load_classifier(settings, own_process=own_process)
-    return Runtime(settings, engine, classifier, alert_service)
+    return assemble(settings, engine, classifier, alert_service, instrument=instrument)

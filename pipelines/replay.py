@@ -1,8 +1,9 @@
 """`finmon replay`: the worker's processing over a JSONL file, without Kafka.
 
-Each line is one message, exactly as it would arrive on the input topic. Rejected lines are
-written, with their reason and line number, to a dead-letter JSONL file beside the input, so
-nothing is lost here either.
+Each line is one message, exactly as it would arrive on the input topic, and each batch goes
+through the same `BatchProcessor.process` as the worker's. Rejected lines are written, with
+their reason and line number, to a dead-letter JSONL file beside the input, so nothing is
+lost here either.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from alerts.service import AlertService
 from monitor.pipeline_types import DeadLetter, Origin, RawMessage
-from monitor.runtime import Runtime
+from monitor.processing import BatchProcessor
 
 
 @dataclass(slots=True)
@@ -65,19 +67,27 @@ def _dead_letter_line(letter: DeadLetter) -> str:
     return json.dumps({"line": line, "reason": letter.reason, **raw}, ensure_ascii=False)
 
 
-def replay(runtime: Runtime, path: Path, *, progress: bool = True) -> ReplaySummary:
-    """Run every line of `path` through the runtime, in batches of the configured size."""
+def replay(
+    processor: BatchProcessor,
+    alerts: AlertService | None,
+    path: Path,
+    *,
+    batch_size: int,
+    progress: bool = True,
+) -> ReplaySummary:
+    """Run every line of `path` through `processor`, in batches of `batch_size`; with an
+    alert service, judge the windows as the worker's timer would, and all of them at the
+    end, then deliver the notifications."""
     summary = ReplaySummary()
     windows: set[object] = set()
     dlq_path = path.with_name(path.name + ".rejected.jsonl")
     dlq = None
-    size = runtime.settings.batching.max_batch_size
     try:
         with tqdm(desc="replay", unit="msg", disable=not progress) as bar:
-            for batch in _batches(path, size):
-                outcome = runtime.handle(batch)
-                if runtime.alerts is not None:
-                    runtime.alerts.evaluate_due()  # as the worker's timer would
+            for batch in _batches(path, batch_size):
+                outcome = processor.process(batch)
+                if alerts is not None:
+                    alerts.evaluate_due()  # as the worker's timer would
                 summary.lines += len(batch)
                 summary.stored += len(outcome.stored.inserted)
                 summary.duplicates += len(outcome.stored.duplicates) + outcome.repeated_in_batch
@@ -93,8 +103,8 @@ def replay(runtime: Runtime, path: Path, *, progress: bool = True) -> ReplaySumm
         if dlq is not None:
             dlq.close()
     summary.windows_written = len(windows)
-    if runtime.alerts is not None:
-        runtime.alerts.evaluate_pending()  # rules are paced: judge what the last batches wrote
-        runtime.alerts.sweep(datetime.now(UTC))  # resolve episodes that ended in the file
-        summary.alerts = runtime.alerts.deliver_pending_until_idle()
+    if alerts is not None:
+        alerts.evaluate_pending()  # rules are paced: judge what the last batches wrote
+        alerts.sweep(datetime.now(UTC))  # resolve episodes that ended in the file
+        summary.alerts = alerts.deliver_pending_until_idle()
     return summary

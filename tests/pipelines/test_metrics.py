@@ -12,13 +12,14 @@ from faust.types import TP
 from sqlalchemy import Engine
 
 from alerts.delivery import DeliveryStats
+from monitor.contract import IngestPolicy
+from monitor.db.store import NewsStore
 from monitor.pipeline_types import Origin, RawMessage
+from monitor.processing import BatchProcessor
 from monitor.retention import RetentionResult
-from monitor.runtime import Runtime
 from monitor.settings import Settings
 from pipelines.metrics import PipelineMetrics
 from pipelines.progress import ProgressWatch
-from pipelines.scheduler import build_scheduler
 from tests.doubles import KeywordClassifier
 from tests.ops.prom import Scrape
 
@@ -33,18 +34,19 @@ def message(item_id: str, offset: int, published_ago: timedelta) -> RawMessage:
     return RawMessage(json.dumps(doc).encode(), origin)
 
 
-@pytest.fixture
-def runtime(sqlite_engine: Engine) -> Runtime:
-    return Runtime(Settings(), sqlite_engine, KeywordClassifier())
+def processor(engine: Engine, metrics: PipelineMetrics) -> BatchProcessor:
+    """A processor whose classifier is timed by `metrics`, as the worker builds it."""
+    store = NewsStore(engine, Settings().windows.sizes)
+    return BatchProcessor(metrics.timed(KeywordClassifier()), store, IngestPolicy())
 
 
 def scrape(metrics: PipelineMetrics) -> Scrape:
     return Scrape(metrics.exposition().decode())
 
 
-def test_batch_counters_add_up_to_what_was_consumed(runtime: Runtime) -> None:
+def test_batch_counters_add_up_to_what_was_consumed(sqlite_engine: Engine) -> None:
     metrics = PipelineMetrics()
-    metrics.instrument(runtime)
+    batches = processor(sqlite_engine, metrics)
     batch = [
         message("a", 0, timedelta(minutes=10)),
         message("b", 1, timedelta(minutes=1)),
@@ -52,7 +54,7 @@ def test_batch_counters_add_up_to_what_was_consumed(runtime: Runtime) -> None:
         RawMessage(b"{not json", Origin(TOPIC, 0, 3)),
     ]
     for _ in range(2):  # the second time, everything is a redelivery
-        metrics.on_batch(batch, runtime.handle(batch), datetime.now(UTC))
+        metrics.on_batch(batch, batches.process(batch), datetime.now(UTC))
 
     got = scrape(metrics)
     assert got.value("finmon_messages_consumed_total") == 8
@@ -172,20 +174,6 @@ def test_progress_metrics_follow_assignment_rebalances_and_stalls(
         " (committed 10, end 50): not ready until it moves (kafka.stall_after 30s)"
     ]
     assert any("progresses again" in r.getMessage() for r in caplog.records)
-
-
-def test_scheduled_jobs_are_counted_and_feed_their_results(runtime: Runtime) -> None:
-    metrics = PipelineMetrics()
-    scheduler = build_scheduler(runtime, metrics)
-    assert [job.id for job in scheduler.get_jobs()] == ["retention"]  # no alert service here
-    scheduler.get_job("retention").func()
-
-    got = scrape(metrics)
-    assert got.value("finmon_job_runs_total", job="retention", outcome="ok") == 1
-    assert got.value("finmon_job_last_success_timestamp_seconds", job="retention") > 0
-    assert ("finmon_retention_deleted_rows_total", frozenset({("table", "news_items")})) in (
-        got.samples
-    )
 
 
 def test_a_failing_job_is_counted_as_an_error() -> None:

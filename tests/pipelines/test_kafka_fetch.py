@@ -7,8 +7,8 @@ from pathlib import Path
 import faust
 import pytest
 
+from harness.stack import KAFKA_BOOTSTRAP
 from pipelines.kafka_fetch import bound_fetch_wait
-from tests.e2e.harness import KAFKA_BOOTSTRAP
 
 pytestmark = pytest.mark.stack
 

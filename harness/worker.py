@@ -1,4 +1,5 @@
-"""Running `finmon worker` as a real process against the real broker and PostgreSQL.
+"""Running `finmon worker` as a real process against the real broker and PostgreSQL, and the
+Kafka and database helpers the end-to-end tests and benchmarks use around it.
 
 Each harness gets its own topics, consumer group and web port, so tests never see each
 other's messages; the database is the shared `finmon_test`, emptied after every test.
@@ -23,10 +24,10 @@ from typing import Any, Self
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, func, select
 
+from harness.stack import KAFKA_BOOTSTRAP, PG_URL
 from monitor.db.models import NewsItemRow, TrendWindowRow
-from tests.conftest import KAFKA_BOOTSTRAP, PG_URL
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -73,7 +74,7 @@ class WorkerHarness:
 
     @property
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "monitor", "worker"]
+        return [sys.executable, "-m", "finmon", "worker"]
 
     def start(self, *, wait: bool = True) -> WorkerHarness:
         log = self.log_path.open("ab")
