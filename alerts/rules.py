@@ -50,6 +50,10 @@ class RuleSettings(Section):
     """`share`: z of the bearish share against the baseline share (a two-proportion test);
     `count`: robust z of the bearish count against the baseline's median and MAD;
     the other two combine both z-scores with min (and) or max (or)."""
+    count: Literal["items", "stories"] = "items"
+    """What the rule counts: every stored item, or stories (`news_items.is_novel`: a story
+    carried by five outlets counts once, so syndication alone cannot make a spike).
+    Windows stored before migration 0006 have no story counts."""
     min_volume: int = Field(default=10, ge=1)
     """Items the window needs before it can fire: one bearish item on a quiet key never does."""
     min_bearish: int = Field(default=3, ge=1)

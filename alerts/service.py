@@ -200,6 +200,11 @@ class AlertService:
                 min(starts) - rule.window * rule.baseline_windows,
                 max(starts),
             )
+            if rule.count == "stories":
+                history = {
+                    key: {start: c.stories() for start, c in by_start.items()}
+                    for key, by_start in history.items()
+                }
             for key, windows in sorted(keys.items()):
                 alert = firing.get(fingerprint(rule.name, rule.dimension, key))
                 for window in sorted(windows):
@@ -304,6 +309,9 @@ class AlertService:
                 datetime.fromisoformat(str(alert.figures["window_start"])),
                 datetime.fromisoformat(str(alert.figures["window_end"])),
                 self.settings.sample_headlines,
+                stories=self._rules[alert.rule].count == "stories"
+                if alert.rule in self._rules
+                else False,
             )
 
         def payload_for(channel: str, idempotency_key: str) -> dict[str, Any]:

@@ -35,6 +35,10 @@ def read_windows(
                 t.c.n_neutral,
                 t.c.n_bullish,
                 t.c.score_sum,
+                t.c.n_novel_bearish,
+                t.c.n_novel_neutral,
+                t.c.n_novel_bullish,
+                t.c.novel_score_sum,
             ).where(
                 t.c.dimension == dimension,
                 t.c.key.in_(keys[offset : offset + _CHUNK]),
@@ -42,16 +46,23 @@ def read_windows(
                 t.c.window_start.between(first_start, last_start),
             )
         )
-        for key, start, n_bearish, n_neutral, n_bullish, score_sum in rows:
-            counts = WindowCounts(n_bearish, n_neutral, n_bullish, score_sum)
-            history.setdefault(key, {})[start] = counts
+        for key, start, *counts in rows:
+            history.setdefault(key, {})[start] = WindowCounts(*counts)
     return history
 
 
 def sample_headlines(
-    conn: Connection, dimension: str, key: str, start: datetime, end: datetime, limit: int
+    conn: Connection,
+    dimension: str,
+    key: str,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    *,
+    stories: bool = False,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` headlines of `key` published in [start, end), most bearish first."""
+    """Up to `limit` headlines of `key` published in [start, end), most bearish first;
+    with `stories`, only each story's first item (a copy would repeat a headline)."""
     if limit <= 0:
         return []
     items = table(NewsItemRow)
@@ -71,7 +82,10 @@ def sample_headlines(
         published = tickers.c.published_at
     elif dimension == "topic":
         query = query.where(items.c.topic == key)
-    query = query.where(published >= start, published < end).order_by(
+    query = query.where(published >= start, published < end)
+    if stories:
+        query = query.where(items.c.is_novel.isnot(False))
+    query = query.order_by(
         case((items.c.sentiment == "bearish", 0), else_=1),
         items.c.sentiment_score,
         items.c.id,

@@ -74,6 +74,7 @@ class ReplayClassifier:
         verdicts = classifier.classify([ModelInput(h) for h in headlines])
         self.verdicts = dict(zip(headlines, verdicts, strict=True))
         self.model_version = classifier.model_version
+        self.accepts_targets = False  # verdicts are memoised by headline
 
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         return [self.verdicts[i.headline] for i in inputs]

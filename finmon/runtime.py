@@ -19,6 +19,7 @@ from monitor.contract import IngestPolicy
 from monitor.db.engine import make_engine, upgrade
 from monitor.db.store import NewsStore
 from monitor.model.interface import Classifier
+from monitor.novelty import Linker, NoveltyPolicy
 from monitor.processing import BatchProcessor
 from monitor.settings import Settings
 
@@ -33,6 +34,14 @@ def ingest_policy(settings: Settings) -> IngestPolicy:
         max_age=s.max_age,
         max_tickers=s.max_tickers,
     )
+
+
+def story_linker(settings: Settings) -> Linker | None:
+    """The story linker of `[novelty]`, or None when it is off."""
+    s = settings.novelty
+    if not s.enabled:
+        return None
+    return Linker(NoveltyPolicy(horizon=s.horizon, jaccard=s.jaccard, containment=s.containment))
 
 
 def load_classifier(settings: Settings, *, own_process: bool = False) -> Classifier:
@@ -89,7 +98,7 @@ def assemble(
     `alerts`."""
     processor = BatchProcessor(
         classifier if instrument is None else instrument(classifier),
-        NewsStore(engine, settings.windows.sizes),
+        NewsStore(engine, settings.windows.sizes, story_linker(settings)),
         ingest_policy(settings),
         on_windows_stored=None if alerts is None else alerts.note_stored,
     )

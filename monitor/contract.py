@@ -16,13 +16,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _KNOWN_FIELDS = frozenset(
-    {"id", "published_at", "headline", "title", "body", "source", "url", "tickers", "lang"}
+    {
+        "id",
+        "published_at",
+        "headline",
+        "title",
+        "body",
+        "source",
+        "url",
+        "tickers",
+        "entities",
+        "lang",
+    }
 )
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9}(?:[.\-][A-Za-z]{1,3})?)(?![\w])")
 _LAST_WORD = re.compile(r"\S+\Z")
 _MAX_ID_CHARS = 256
 _MAX_TICKER_CHARS = 16
 _MAX_SHORT_FIELD_CHARS = 2048
+_MAX_ENTITY_NAME_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +64,8 @@ class NewsItem:
     url: str | None = None
     tickers: tuple[str, ...] = ()
     lang: str | None = None
+    entities: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Ticker → the names the text may call it by (every key is also in `tickers`)."""
     extra: dict[str, Any] = field(default_factory=dict)
     body_truncated: bool = False
     content_hash: str = ""
@@ -117,9 +131,13 @@ def _decode(raw: bytes, *, now: datetime, policy: IngestPolicy) -> NewsItem:
     if body is not None:
         body = _clean(body)[: policy.max_body_chars] or None
     # A cut at max_body_chars can leave half a cashtag (`$ACME` -> `$AC`): not a ticker.
-    tickers = _tickers(
+    found = _tickers(
         doc, headline, _drop_last_word(body) if body_truncated else body, policy.max_tickers
     )
+    entities = _entities(doc)
+    for ticker in entities:  # an entity's ticker is one the item names too
+        _add_ticker(found, ticker, policy.max_tickers)
+    tickers = tuple(found)
     extra = {k: v for k, v in doc.items() if k not in _KNOWN_FIELDS}
     return NewsItem(
         id=item_id,
@@ -130,6 +148,7 @@ def _decode(raw: bytes, *, now: datetime, policy: IngestPolicy) -> NewsItem:
         url=_short(doc, "url"),
         tickers=tickers,
         lang=_short(doc, "lang"),
+        entities=entities,
         extra=_strip_nul_deep(extra),
         body_truncated=body_truncated,
         content_hash=hashlib.sha256(raw).hexdigest(),
@@ -240,10 +259,11 @@ def _timestamp(doc: dict[str, Any], *, now: datetime, policy: IngestPolicy) -> d
 
 def _tickers(
     doc: dict[str, Any], headline: str, body: str | None, max_tickers: int
-) -> tuple[str, ...]:
-    """The item's distinct tickers: the given ones (validated), then the headline's and the
-    body's cashtags. Counting stops at the first ticker over `max_tickers`, so a message with
-    millions of them costs no more than the limit to refuse."""
+) -> dict[str, None]:
+    """The item's distinct tickers, in order: the given ones (validated), then the
+    headline's and the body's cashtags. Counting stops at the first ticker over
+    `max_tickers`, so a message with millions of them costs no more than the limit to
+    refuse."""
     given = doc.get("tickers")
     if given is None:
         given = []
@@ -251,23 +271,47 @@ def _tickers(
         raise _Invalid("field 'tickers' must be a list of strings")
     found: dict[str, None] = {}
     for raw_ticker in given:
-        ticker = raw_ticker.strip().lstrip("$").upper()
-        if not ticker or len(ticker) > _MAX_TICKER_CHARS or not _storable(ticker):
-            raise _Invalid(f"field 'tickers' holds an invalid ticker: {ticker[:32]!r}")
-        _add_ticker(found, ticker, max_tickers)
+        _add_ticker(found, _ticker(raw_ticker, "tickers"), max_tickers)
     for text in (headline, body or ""):
         for ticker in extract_cashtags(text):
             _add_ticker(found, ticker, max_tickers)
-    return tuple(found)
+    return found
 
 
 def _add_ticker(found: dict[str, None], ticker: str, max_tickers: int) -> None:
     found[ticker] = None
     if len(found) > max_tickers:
         raise _Invalid(
-            f"item names more than {max_tickers} distinct tickers ('tickers' and cashtags),"
-            " over the ingest.max_tickers limit"
+            f"item names more than {max_tickers} distinct tickers ('tickers', 'entities' and"
+            " cashtags), over the ingest.max_tickers limit"
         )
+
+
+def _ticker(raw: str, field_name: str) -> str:
+    ticker = raw.strip().lstrip("$").upper()
+    if not ticker or len(ticker) > _MAX_TICKER_CHARS or not _storable(ticker):
+        raise _Invalid(f"field '{field_name}' holds an invalid ticker: {ticker[:32]!r}")
+    return ticker
+
+
+def _entities(doc: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """`entities`: an object from ticker to the list of names the text may use for it
+    (e.g. {"BA": ["Boeing"]}); names are stripped, empty ones dropped, order kept."""
+    given = doc.get("entities")
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise _Invalid(f"field 'entities' must be an object, got {_json_type(given)}")
+    entities: dict[str, tuple[str, ...]] = {}
+    for raw_ticker, names in given.items():
+        ticker = _ticker(raw_ticker, "entities")
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _Invalid(f"field 'entities' must map each ticker to a list of names ({ticker})")
+        cleaned = [_clean(n).strip()[:_MAX_ENTITY_NAME_CHARS] for n in names]
+        entities[ticker] = (*entities.get(ticker, ()), *(n for n in cleaned if n))
+    return {ticker: tuple(dict.fromkeys(names)) for ticker, names in entities.items()}
 
 
 def extract_cashtags(text: str) -> list[str]:

@@ -10,6 +10,7 @@ import orjson
 
 from monitor.contract import NewsItem
 from monitor.model.interface import Classification
+from monitor.targets import TickerSentiment
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,18 @@ class ClassifiedItem:
     item: NewsItem
     classification: Classification
     origin: Origin | None = None
+    towards: tuple[TickerSentiment, ...] = ()
+    """The sentiment each ticker counts, one per ticker of the item; empty means the item's
+    own sentiment for every ticker."""
+
+    def ticker_sentiments(self) -> tuple[TickerSentiment, ...]:
+        """One per ticker of the item, in order: towards the ticker, or the item's own."""
+        if self.towards:
+            return self.towards
+        c = self.classification
+        return tuple(
+            TickerSentiment(t, c.sentiment, c.sentiment_score, None) for t in self.item.tickers
+        )
 
     def to_json(self) -> bytes:
         """The document published on the output topic (UTF-8 JSON, by orjson: with the
@@ -65,6 +78,14 @@ class ClassifiedItem:
             "source": news.source,
             "url": news.url,
             "tickers": list(news.tickers),
+            "ticker_sentiment": {
+                t.ticker: {
+                    "sentiment": t.sentiment,
+                    "sentiment_score": round(t.score, 6),
+                    "target": t.target,
+                }
+                for t in self.ticker_sentiments()
+            },
             "lang": news.lang,
             "topic": c.topic,
             "topic_confidence": round(c.topic_confidence, 6),

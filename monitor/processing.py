@@ -19,8 +19,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.contract import IngestPolicy, NewsItem, decode_news
 from monitor.db.store import NewsStore, StoreResult
-from monitor.model.interface import Classifier, ModelInput
+from monitor.model.interface import Classifier
 from monitor.pipeline_types import ClassifiedItem, DeadLetter, RawMessage
+from monitor.targets import model_inputs, split_verdicts
 from monitor.windows import WindowCounts, WindowKey
 
 log = logging.getLogger(__name__)
@@ -194,9 +195,11 @@ class BatchProcessor:
                 )
         if items:
             pairs = list(items.values())
-            verdicts = self.classifier.classify([ModelInput(i.headline, i.body) for i, _ in pairs])
+            news = [item for item, _ in pairs]
+            inputs, targets = model_inputs(news, with_targets=self.classifier.accepts_targets)
+            verdicts = split_verdicts(news, targets, self.classifier.classify(inputs))
             batch.classified = [
-                (ClassifiedItem(item, verdict, msg.origin), msg)
-                for (item, msg), verdict in zip(pairs, verdicts, strict=True)
+                (ClassifiedItem(item, own, msg.origin, towards), msg)
+                for (item, msg), (own, towards) in zip(pairs, verdicts, strict=True)
             ]
         return batch

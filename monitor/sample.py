@@ -142,3 +142,29 @@ def write_jsonl(path: str, spec: SampleSpec) -> int:
             out.write(json.dumps(doc, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def write_rss(path: str, spec: SampleSpec, title: str = "finmon sample feed") -> int:
+    """Write the sample feed as an RSS 2.0 file (for `finmon ingest` demos); returns the
+    number of items."""
+    from email.utils import format_datetime
+    from xml.sax.saxutils import escape
+
+    items = []
+    for doc in generate(spec):
+        published = datetime.fromisoformat(str(doc["published_at"]))
+        items.append(
+            "<item>"
+            f'<guid isPermaLink="false">{escape(str(doc["id"]))}</guid>'
+            f"<title>{escape(str(doc['headline']))}</title>"
+            f"<link>{escape(str(doc['url']))}</link>"
+            f"<pubDate>{format_datetime(published)}</pubDate>"
+            "</item>"
+        )
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(
+            '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
+            f"<title>{escape(title)}</title><link>https://news.example.com/</link>"
+            f"<language>en</language>{''.join(reversed(items))}</channel></rss>\n"
+        )
+    return len(items)

@@ -153,7 +153,53 @@ class ModelSettings(Section):
         return self
 
 
+class FeedSettings(Section):
+    """One feed `finmon ingest` polls (`[[ingest.feeds]]`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    """Stable: it is part of every item id from this feed, and its metrics label."""
+    url: str = Field(pattern=r"^https?://")
+    every: Duration = timedelta(minutes=5)
+    tickers: list[str] = []
+    """Added to every item of the feed (a company's own newsroom feed, say)."""
+    lang: str | None = None
+    """The feed's language, when its entries do not say."""
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    """A response body larger than this (after gzip) is refused, unread beyond it."""
+    max_entries: int = Field(default=200, ge=1)
+    """Entries taken per poll (the newest first, in feed order)."""
+    timeout: Duration = timedelta(seconds=20)
+    article_text: bool = False
+    """Fetch each new entry's link and use the page's main text (trafilatura) as the body."""
+    article_max_per_poll: int = Field(default=20, ge=1)
+    """Articles fetched per poll at most; later entries keep the feed's summary."""
+    article_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    article_timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("article_text")
+    @classmethod
+    def _extractor_installed(cls, wanted: bool) -> bool:
+        if wanted:
+            try:
+                import trafilatura  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    "article_text needs trafilatura: pip install 'finmon[articles]'"
+                ) from None
+        return wanted
+
+
 class IngestSettings(Section):
+    feeds: list[FeedSettings] = []
+    """The feeds `finmon ingest` polls; names must be unique."""
+    user_agent: str = "finmon-ingest/1.0 (+https://github.com/finmon/finmon; news sentiment)"
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    max_backoff: Duration = timedelta(hours=1)
+    """Errors back a feed off exponentially (with jitter) up to this; Retry-After is honoured."""
+    seen_horizon: Duration = timedelta(days=30)
+    """How long published ids are remembered per feed, so a restart never republishes."""
+    web_port: int = Field(default=6067, ge=0, le=65535)
+    """`finmon ingest`'s /health and /metrics (on `web.host`)."""
     max_headline_chars: int = Field(default=1000, ge=16)
     max_body_chars: int = Field(default=20_000, ge=0)
     """Longer bodies are stored truncated to this many characters (never rejected)."""
@@ -165,6 +211,23 @@ class IngestSettings(Section):
     """`published_at` older than this is rejected: it would only rewrite history."""
     max_tickers: int = Field(default=100, ge=1, le=100_000)
     """Distinct tickers (given plus cashtags) one item may name; more is dead-lettered."""
+
+    @field_validator("feeds")
+    @classmethod
+    def _unique_names(cls, feeds: list[FeedSettings]) -> list[FeedSettings]:
+        names = [f.name for f in feeds]
+        if len(names) != len(set(names)):
+            raise ValueError(f"feed names must be unique: {names}")
+        return feeds
+
+
+class NoveltySettings(Section):
+    """Story linking (`monitor.novelty`): which stored items retell a story already seen."""
+
+    enabled: bool = True
+    horizon: Duration = timedelta(hours=24)
+    jaccard: float = Field(default=0.6, gt=0, le=1)
+    containment: float = Field(default=0.75, gt=0, le=1)
 
 
 class WebSettings(Section):
@@ -201,6 +264,7 @@ class Settings(BaseSettings):
     windows: WindowSettings = WindowSettings()
     model: ModelSettings = ModelSettings()
     ingest: IngestSettings = IngestSettings()
+    novelty: NoveltySettings = NoveltySettings()
     web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
     retention: RetentionSettings = RetentionSettings()

@@ -2,7 +2,9 @@
 
 A window of size S starting at T covers [T, T+S) in UTC, aligned to the Unix epoch, so every
 worker computes the same boundaries with no coordination. An item counts in one window per
-size and per dimension: `all` (key `*`), its `topic`, and each of its `tickers`.
+size and per dimension: `all` (key `*`), its `topic`, and each of its `tickers`. A ticker's
+windows count the sentiment towards that ticker when the item carries one (`towards`), else
+the item's own.
 """
 
 from __future__ import annotations
@@ -44,12 +46,17 @@ class WindowKey(NamedTuple):
 
 @dataclass(slots=True)
 class WindowCounts:
-    """Counts and score sum of one window; added together when items arrive."""
+    """Counts and score sum of one window; added together when items arrive. The `novel_`
+    fields count only the items that started a story (`monitor.novelty`)."""
 
     n_bearish: int = 0
     n_neutral: int = 0
     n_bullish: int = 0
     score_sum: float = 0.0
+    novel_bearish: int = 0
+    novel_neutral: int = 0
+    novel_bullish: int = 0
+    novel_score_sum: float = 0.0
 
     @property
     def n_total(self) -> int:
@@ -59,11 +66,25 @@ class WindowCounts:
     def mean_score(self) -> float:
         return self.score_sum / self.n_total if self.n_total else 0.0
 
+    @property
+    def n_novel(self) -> int:
+        return self.novel_bearish + self.novel_neutral + self.novel_bullish
+
+    def stories(self) -> WindowCounts:
+        """The window counted in stories: one item per story, the story's first."""
+        return WindowCounts(
+            self.novel_bearish, self.novel_neutral, self.novel_bullish, self.novel_score_sum
+        )
+
     def merge(self, other: WindowCounts) -> None:
         self.n_bearish += other.n_bearish
         self.n_neutral += other.n_neutral
         self.n_bullish += other.n_bullish
         self.score_sum += other.score_sum
+        self.novel_bearish += other.novel_bearish
+        self.novel_neutral += other.novel_neutral
+        self.novel_bullish += other.novel_bullish
+        self.novel_score_sum += other.novel_score_sum
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,20 +96,43 @@ class Observation:
     tickers: tuple[str, ...]
     sentiment: str
     score: float
+    is_novel: bool = True
+    """Whether the item started a story (an item whose novelty is unknown counts as one)."""
+    towards: tuple[tuple[str, str, float], ...] = ()
+    """(ticker, sentiment, score) of the tickers whose windows count their own sentiment."""
 
 
 def keys_for(obs: Observation, sizes: Iterable[timedelta]) -> list[WindowKey]:
     """Every window key that `obs` counts in."""
-    return [WindowKey._make(k) for k in _key_tuples(obs, [int(s.total_seconds()) for s in sizes])]
+    steps = [int(s.total_seconds()) for s in sizes]
+    return [WindowKey._make(key) for key, _, _ in _entries(obs, steps)]
 
 
-def _key_tuples(obs: Observation, steps: list[int]) -> list[tuple[int, datetime, str, str]]:
-    pairs = [("all", ALL_KEY), ("topic", obs.topic), *(("ticker", t) for t in obs.tickers)]
-    keys: list[tuple[int, datetime, str, str]] = []
+def counted_as(obs: Observation, dimension: str, key: str) -> tuple[str, float]:
+    """The (sentiment, score) that `obs` adds to its window of `dimension`/`key`."""
+    if dimension == "ticker":
+        for ticker, sentiment, score in obs.towards:
+            if ticker == key:
+                return sentiment, score
+    return obs.sentiment, obs.score
+
+
+def _entries(
+    obs: Observation, steps: list[int]
+) -> list[tuple[tuple[int, datetime, str, str], str, float]]:
+    """(window key, sentiment, score) for every window `obs` counts in."""
+    own = (obs.sentiment, obs.score)
+    towards = {ticker: (sentiment, score) for ticker, sentiment, score in obs.towards}
+    pairs = [
+        ("all", ALL_KEY, own),
+        ("topic", obs.topic, own),
+        *(("ticker", t, towards.get(t, own)) for t in obs.tickers),
+    ]
+    entries: list[tuple[tuple[int, datetime, str, str], str, float]] = []
     for step in steps:
         start = window_start(obs.published_at, timedelta(seconds=step))
-        keys.extend((step, start, dim, key) for dim, key in pairs)
-    return keys
+        entries.extend(((step, start, dim, key), s, score) for dim, key, (s, score) in pairs)
+    return entries
 
 
 _COLUMN = {label: column for column, label in enumerate(SENTIMENT_LABELS)}
@@ -107,16 +151,21 @@ def aggregate(
     steps = [int(size.total_seconds()) for size in sizes]
     sums: dict[tuple[int, datetime, str, str], list[float]] = {}
     for obs in observations:
-        column = _COLUMN.get(obs.sentiment)
-        if column is None:
-            raise ValueError(f"unknown sentiment label {obs.sentiment!r}")
-        for key in _key_tuples(obs, steps):
+        for key, sentiment, score in _entries(obs, steps):
+            column = _COLUMN.get(sentiment)
+            if column is None:
+                raise ValueError(f"unknown sentiment label {sentiment!r}")
             counts = sums.get(key)
             if counts is None:
-                counts = sums[key] = [0, 0, 0, 0.0]
+                counts = sums[key] = [0, 0, 0, 0.0, 0, 0, 0, 0.0]
             counts[column] += 1
-            counts[3] += obs.score
+            counts[3] += score
+            if obs.is_novel:
+                counts[4 + column] += 1
+                counts[7] += score
     return {
-        WindowKey._make(key): WindowCounts(int(bear), int(neutral), int(bull), score)
-        for key, (bear, neutral, bull, score) in sums.items()
+        WindowKey._make(key): WindowCounts(
+            int(c[0]), int(c[1]), int(c[2]), c[3], int(c[4]), int(c[5]), int(c[6]), c[7]
+        )
+        for key, c in sums.items()
     }

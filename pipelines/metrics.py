@@ -189,6 +189,10 @@ class TimedClassifier:
     def model_version(self) -> str:
         return self.inner.model_version
 
+    @property
+    def accepts_targets(self) -> bool:
+        return self.inner.accepts_targets
+
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         with self.seconds.time():
             return self.inner.classify(inputs)

@@ -66,6 +66,7 @@ def build_scheduler(
         items_max_age=settings.retention.news_items_max_age,
         windows_max_age=settings.retention.windows_max_age,
         window_sizes=settings.windows.sizes,
+        bands_max_age=2 * settings.novelty.horizon,
     )
     # (name, job, every (s), what to do with its result)
     jobs: list[tuple[str, Callable[[datetime], Any], float, Callable[[Any], None]]] = [

@@ -21,7 +21,15 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 settings.register_profile("finmon", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("finmon")
 
-TABLES = ("alert_deliveries", "alerts", "news_item_tickers", "trend_windows", "news_items")
+TABLES = (
+    "alert_deliveries",
+    "alerts",
+    "news_item_tickers",
+    "news_item_bands",
+    "trend_windows",
+    "news_items",
+    "ingest_seen",
+)
 
 
 def require_stack() -> None:

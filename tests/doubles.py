@@ -6,6 +6,7 @@ without testing anything more; end-to-end tests use the real model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from monitor.model.interface import Classification, ModelInput
@@ -14,10 +15,18 @@ BEARISH_WORDS = ("plunge", "crash", "tumble", "falls", "slide", "downgrade", "pr
 BULLISH_WORDS = ("jump", "beat", "surge", "record", "upgrade", "raise", "climb")
 
 
+_CLAUSE = re.compile(r",|;| while | as | but ", re.IGNORECASE)
+
+
 class KeywordClassifier:
-    """Bearish/bullish by keyword, topic 'Stock Movement'; counts its calls and batch sizes."""
+    """Bearish/bullish by keyword, topic 'Stock Movement'; counts its calls and batch sizes.
+
+    With a target, only the clause of the headline that names the target is read
+    ("$ACME jumps, $WDGT plunges": bullish for ACME, bearish for WDGT), as a model that
+    reads sentiment towards a company would."""
 
     model_version = "keyword-double-1"
+    accepts_targets = True
 
     def __init__(self) -> None:
         self.batch_sizes: list[int] = []
@@ -27,7 +36,7 @@ class KeywordClassifier:
 
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         self.batch_sizes.append(len(inputs))
-        return [self._one(i.headline) for i in inputs]
+        return [self._one(_clause(i.headline, i.target)) for i in inputs]
 
     def _one(self, headline: str) -> Classification:
         if not headline.strip():
@@ -48,3 +57,10 @@ class KeywordClassifier:
             sentiment_probs=probs,
             model_version=self.model_version,
         )
+
+
+def _clause(headline: str, target: str | None) -> str:
+    if not target:
+        return headline
+    clauses = _CLAUSE.split(headline)
+    return next((c for c in clauses if target.lower() in c.lower()), headline)

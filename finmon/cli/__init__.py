@@ -10,6 +10,7 @@ import click
 
 from finmon.cli.alerts import alerts_command
 from finmon.cli.db import db
+from finmon.cli.ingest import ingest
 from finmon.cli.model import classify_command, evaluate_command, train_command
 from finmon.cli.produce import produce
 from finmon.cli.replay import replay
@@ -19,6 +20,7 @@ from finmon.cli.worker import worker
 
 COMMANDS: tuple[click.Command, ...] = (
     worker,
+    ingest,
     replay,
     produce,
     sample,

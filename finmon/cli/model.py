@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
+
+if TYPE_CHECKING:
+    from monitor.model.evaluate import Entities
+    from monitor.model.train import Source
 
 _existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
 _positive = click.IntRange(min=1)
@@ -33,9 +37,34 @@ _threads_option = click.option(
 )
 
 
+def _parse_sources(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> list[Source]:
+    from monitor.model.train import Source
+
+    sources = []
+    for spec in values:
+        try:
+            source = Source.parse(spec)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from exc
+        if not (source.data_dir / "train.csv").is_file():
+            raise click.BadParameter(f"{source.data_dir}/train.csv does not exist", ctx, param)
+        sources.append(source)
+    return sources
+
+
 @click.command("train")
-@click.option("--topic-data", type=_existing_dir, required=True, help="DIR with train.csv.")
-@click.option("--sentiment-data", type=_existing_dir, required=True, help="DIR with train.csv.")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    required=True,
+    callback=_parse_sources,
+    help="TASK=DIR or TASK:NAME=DIR, repeated: a labelled set (DIR/train.csv) for the topic "
+    "or sentiment head. An entity set (id,text,entity,label,n_entities) trains "
+    "target sentiment and headline sentiment.",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @_base_option
 @click.option("--epochs", type=_positive, default=5, show_default=True)
@@ -59,44 +88,76 @@ _threads_option = click.option(
 @click.option("--patience", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--max-train-rows", type=_positive, default=None, help="Cap per task (quick runs).")
 @click.option("--threads", type=_positive, default=2, show_default=True)
+@click.option(
+    "--sampling-temperature",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    show_default=True,
+    help="Source sampling weight ∝ rows ** (1/T): 1 = by size, larger = more even.",
+)
+@click.option(
+    "--epoch-batches",
+    type=_positive,
+    default=None,
+    help="Batches per epoch (default: one pass over every row).",
+)
+@click.option(
+    "--teacher",
+    "teachers",
+    type=_existing_dir,
+    multiple=True,
+    help="Artifact(s) whose averaged soft labels the model is distilled from (repeatable).",
+)
+@click.option("--distill-weight", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True)
+@click.option(
+    "--distill-temperature", type=click.FloatRange(min=0.1), default=2.0, show_default=True
+)
+@click.option(
+    "--init",
+    type=_existing_dir,
+    default=None,
+    help="Artifact to start from (its LoRA weights and heads; same base, rank, labels).",
+)
 @click.option("--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards.")
 def train_command(
-    topic_data: Path,
-    sentiment_data: Path,
+    sources: list[Source],
     out: Path,
     base_dir: Path | None,
     lora_alpha: float | None,
+    teachers: tuple[Path, ...],
+    init: Path | None,
     skip_valid: bool,
     **options: int | float | bool | None,
 ) -> None:
     """Fine-tune topic + sentiment heads with LoRA and write the artifact to --out.
 
-    Afterwards DIR/valid.csv of each task is scored (full and deduplicated) with the
-    saved artifact and the results are added to OUT/metrics.json.
+    Afterwards DIR/valid.csv of each source is scored with the saved artifact (full and
+    deduplicated; for an entity set: headline, entity and multi-entity views) and the
+    results are added to OUT/metrics.json.
     """
     from monitor.model.artifact import METRICS_FILE, write_json
     from monitor.model.batched import load_classifier
-    from monitor.model.data import TASKS
     from monitor.model.evaluate import evaluate_valid
     from monitor.model.train import TrainConfig, train
 
     # click passes the remaining options by name, each typed by its option (checked there)
     rank = int(options["lora_rank"])  # type: ignore[arg-type]
     cfg = TrainConfig(lora_alpha=lora_alpha or 2.0 * rank, **options)  # type: ignore[arg-type]
-    metrics = train(topic_data, sentiment_data, out, cfg, base_dir=base_dir)
+    metrics = train(sources, out, cfg, base_dir=base_dir, teachers=teachers, init=init)
     if not skip_valid:
         classifier = load_classifier(out, device="cpu", base_dir=base_dir, max_batch_size=128)
         metrics["valid"] = {
-            task: evaluate_valid(classifier, data_dir, task)
-            for task, data_dir in zip(TASKS, (topic_data, sentiment_data), strict=True)
-            if (data_dir / "valid.csv").is_file()
+            f"{s.task}/{s.name}": evaluate_valid(classifier, s.data_dir, s.task)
+            for s in sources
+            if (s.data_dir / "valid.csv").is_file()
         }
         write_json(out / METRICS_FILE, metrics)
-        for task, views in metrics["valid"].items():
+        for source, views in metrics["valid"].items():
             for view, report in views.items():
                 click.echo(
-                    f"{task:9s} {view:5s} n={report['n']:5d} accuracy={report['accuracy']:.4f}"
-                    f" macro_f1={report['macro_f1']:.4f}"
+                    f"{source:22s} {view:8s} n={report['n']:5d} "
+                    f"accuracy={report['accuracy']:.4f} macro_f1={report['macro_f1']:.4f} "
+                    f"ece={report['ece']:.4f}"
                 )
     click.echo(f"wrote {out} (best epoch {metrics['best_epoch']}, {metrics['train_wall_s']}s)")
 
@@ -130,6 +191,19 @@ def train_command(
     default=None,
     help="Train CSV for --dedup (default: train.csv beside --data).",
 )
+@click.option(
+    "--entities",
+    type=click.Choice(["all", "single", "multi"]),
+    default="all",
+    show_default=True,
+    help="Of an entity set (an `entity` column): the rows of single- or multi-entity "
+    "headlines only.",
+)
+@click.option(
+    "--no-target",
+    is_flag=True,
+    help="Ignore the `entity` column: score each headline's own sentiment (one row each).",
+)
 def evaluate_command(
     task: str,
     data_file: Path,
@@ -140,8 +214,11 @@ def evaluate_command(
     plot: Path | None,
     dedup: bool,
     dedup_against: Path | None,
+    entities: Entities,
+    no_target: bool,
 ) -> None:
-    """Score the model on a labelled text,label CSV (labels as ids or names)."""
+    """Score the model on a labelled CSV: text,label (labels as ids or names), or an entity
+    set with an `entity` column, whose entity is the target of each row's sentiment."""
     from monitor.model.batched import load_classifier
     from monitor.model.data import Task
     from monitor.model.evaluate import evaluate_frame, load_eval_frame
@@ -156,7 +233,14 @@ def evaluate_command(
     classifier = load_classifier(model_path, threads=threads, base_dir=base_dir)
     names = classifier.label_names[task]
     try:
-        frame = load_eval_frame(data_file, checked_task, names, reference)
+        frame = load_eval_frame(
+            data_file,
+            checked_task,
+            names,
+            reference,
+            entities=entities,
+            use_targets=not no_target,
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     report = evaluate_frame(classifier, frame, checked_task)
@@ -169,6 +253,8 @@ def evaluate_command(
                     "task": task,
                     "data": str(data_file),
                     "dedup": dedup,
+                    "entities": entities,
+                    "targets": not no_target and bool((frame["target"] != "").any()),
                     "model_version": classifier.model_version,
                     **report.to_dict(),
                 }
@@ -182,12 +268,18 @@ def evaluate_command(
 @click.command("classify")
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--body", default=None, help="Body text shared by every TEXT (as headline).")
+@click.option(
+    "--target",
+    default=None,
+    help="Company (name or ticker) whose sentiment is asked for, shared by every TEXT.",
+)
 @_model_option
 @_base_option
 @_threads_option
 def classify_command(
     texts: tuple[str, ...],
     body: str | None,
+    target: str | None,
     model_path: Path | None,
     base_dir: Path | None,
     threads: int | None,
@@ -198,7 +290,9 @@ def classify_command(
 
     classifier = load_classifier(model_path, threads=threads, base_dir=base_dir)
     try:
-        results = classifier.classify([ModelInput(headline=t, body=body) for t in texts])
+        results = classifier.classify(
+            [ModelInput(headline=t, body=body, target=target) for t in texts]
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="TEXT") from exc
     for text, result in zip(texts, results, strict=True):

@@ -18,9 +18,17 @@ import click
     default=None,
     help="ISO timestamp the feed ends at (default: now).",
 )
-def sample(out: Path, hours: float, per_hour: int, seed: int, end: str | None) -> None:
-    """Generate a realistic synthetic news feed (JSONL) with a negative episode."""
-    from monitor.sample import SampleSpec, write_jsonl
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "rss"]),
+    default="jsonl",
+    show_default=True,
+    help="JSON lines (the input contract) or an RSS 2.0 feed (for `finmon ingest`).",
+)
+def sample(out: Path, hours: float, per_hour: int, seed: int, end: str | None, fmt: str) -> None:
+    """Generate a realistic synthetic news feed (JSONL or RSS) with a negative episode."""
+    from monitor.sample import SampleSpec, write_jsonl, write_rss
 
     if end:
         end_at = datetime.fromisoformat(end)
@@ -29,5 +37,6 @@ def sample(out: Path, hours: float, per_hour: int, seed: int, end: str | None) -
     else:
         end_at = datetime.now(UTC).replace(second=0, microsecond=0)
     out.parent.mkdir(parents=True, exist_ok=True)
-    count = write_jsonl(str(out), SampleSpec(end=end_at, hours=hours, per_hour=per_hour, seed=seed))
+    spec = SampleSpec(end=end_at, hours=hours, per_hour=per_hour, seed=seed)
+    count = (write_rss if fmt == "rss" else write_jsonl)(str(out), spec)
     click.echo(f"wrote {count} news items to {out}")

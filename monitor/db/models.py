@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -94,10 +95,16 @@ class NewsItemRow(Base):
     kafka_topic: Mapped[str | None] = mapped_column(String(255))
     kafka_partition: Mapped[int | None] = mapped_column(Integer)
     kafka_offset: Mapped[int | None] = mapped_column(Integer)
+    story_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    """The id of the first stored item of this item's story (its own id when novel);
+    NULL for items stored before stories existed (migration 0006) or with novelty off."""
+    is_novel: Mapped[bool | None] = mapped_column()
 
 
 class NewsItemTickerRow(Base):
-    """Item-ticker pairs, so analysts can join and filter by ticker in plain SQL."""
+    """Item-ticker pairs, so analysts can join and filter by ticker in plain SQL, with the
+    sentiment the ticker's windows counted for the item: towards the ticker when the model
+    was asked about it (`target` says as what), else the item's own (`target` NULL)."""
 
     __tablename__ = "news_item_tickers"
 
@@ -106,8 +113,27 @@ class NewsItemTickerRow(Base):
     )
     ticker: Mapped[str] = mapped_column(String(16), primary_key=True)
     published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sentiment: Mapped[str] = mapped_column(String(16))
+    sentiment_score: Mapped[float] = mapped_column(Float)
+    target: Mapped[str | None] = mapped_column(String(256))
 
     __table_args__ = (Index("ix_news_item_tickers_ticker_published", "ticker", "published_at"),)
+
+
+class NewsItemBandRow(Base):
+    """The MinHash/LSH band keys of recent items (`monitor.novelty`): two items sharing
+    bands are candidates for one story. Kept for the novelty horizon (retention deletes
+    older ones), so candidates are found by an index lookup, by every worker alike.
+
+    No foreign key to `news_items`: its check, once per row (20 a stored item), was the
+    largest part of linking's cost on PostgreSQL. A band whose item is gone finds nothing
+    (candidates are joined to `news_items`) and goes with the horizon."""
+
+    __tablename__ = "news_item_bands"
+
+    band: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class TrendWindowRow(Base):
@@ -126,8 +152,25 @@ class TrendWindowRow(Base):
     n_total: Mapped[int] = mapped_column(Integer)
     score_sum: Mapped[float] = mapped_column(Float)
     mean_score: Mapped[float] = mapped_column(Float)
+    n_novel: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Items of the window that started a story (`news_items.is_novel`): its stories."""
+    n_novel_bearish: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_novel_neutral: Mapped[int] = mapped_column(Integer, server_default="0")
+    n_novel_bullish: Mapped[int] = mapped_column(Integer, server_default="0")
+    novel_score_sum: Mapped[float] = mapped_column(Float, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_trend_windows_lookup", "dimension", "key", "window_seconds", "window_start"),
     )
+
+
+class IngestSeenRow(Base):
+    """Ids `finmon ingest` has published, per feed, so a restart never republishes them;
+    forgotten after `ingest.seen_horizon` (the worker's dedup by id stays the final guard)."""
+
+    __tablename__ = "ingest_seen"
+
+    feed: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -33,7 +33,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow, UTCDateTime, table
+from monitor.db.models import (
+    NewsItemBandRow,
+    NewsItemRow,
+    NewsItemTickerRow,
+    TrendWindowRow,
+    UTCDateTime,
+    table,
+)
+from monitor.db.stories import StoryLinks
+from monitor.novelty import Link, Linker
 from monitor.pipeline_types import ClassifiedItem
 from monitor.windows import Observation, WindowCounts, WindowKey, aggregate
 
@@ -52,11 +61,17 @@ class StoreResult:
 
 
 class NewsStore:
-    """Writes classified batches; the only writer of `news_items` and `trend_windows`."""
+    """Writes classified batches; the only writer of `news_items`, `news_item_bands` and
+    `trend_windows`. With a `linker`, each new item gets its story (`monitor.db.stories`)
+    in the same transaction, so a redelivered item, which inserts nothing, never counts
+    as a story twice either."""
 
-    def __init__(self, engine: Engine, window_sizes: Iterable[timedelta]) -> None:
+    def __init__(
+        self, engine: Engine, window_sizes: Iterable[timedelta], linker: Linker | None = None
+    ) -> None:
         self.engine = engine
         self.window_sizes = list(window_sizes)
+        self.stories = StoryLinks(linker) if linker is not None else None
 
     def store(self, items: Sequence[ClassifiedItem], *, now: datetime | None = None) -> StoreResult:
         """Store `items` (unique ids within the batch) and add new ones to their windows."""
@@ -65,14 +80,16 @@ class NewsStore:
         if not items:
             return result
         with self.engine.begin() as conn:
-            inserted_ids = self._insert_items(conn, items, now)
+            links = self.stories.link(conn, items) if self.stories is not None else {}
+            inserted_ids = self._insert_items(conn, items, now, links)
             for item in items:
                 (result.inserted if item.item.id in inserted_ids else result.duplicates).append(
                     item
                 )
             result.conflicts = self._conflicts(conn, result.duplicates)
             result.windows = aggregate(
-                (_observation(i) for i in result.inserted), self.window_sizes
+                (_observation(i, links.get(i.item.id)) for i in result.inserted),
+                self.window_sizes,
             )
             self._add_to_windows(conn, result.windows, now)
         for item in result.conflicts:
@@ -83,16 +100,32 @@ class NewsStore:
         return result
 
     def _insert_items(
-        self, conn: Connection, items: Sequence[ClassifiedItem], now: datetime
+        self,
+        conn: Connection,
+        items: Sequence[ClassifiedItem],
+        now: datetime,
+        links: dict[str, Link],
     ) -> set[str]:
         statements = _statements(conn.dialect.name)
-        rows = [_row(i, now) for i in items]
+        rows = [_row(i, now, links.get(i.item.id)) for i in items]
         inserted = set(conn.scalars(statements.items, _params(conn, rows)).all())
-        ticker_rows = [
-            {"item_id": i.item.id, "ticker": t, "published_at": i.item.published_at}
+        band_rows = StoryLinks.band_rows(
+            links, inserted, {i.item.id: i.item.published_at for i in items}
+        )
+        if band_rows:
+            conn.execute(statements.bands, _params(conn, band_rows))
+        ticker_rows: list[dict[str, object]] = [
+            {
+                "item_id": i.item.id,
+                "ticker": t.ticker,
+                "published_at": i.item.published_at,
+                "sentiment": t.sentiment,
+                "sentiment_score": _finite(t.score),
+                "target": t.target,
+            }
             for i in items
             if i.item.id in inserted
-            for t in i.item.tickers
+            for t in i.ticker_sentiments()
         ]
         if ticker_rows:
             conn.execute(statements.tickers, _params(conn, ticker_rows))
@@ -128,6 +161,11 @@ class NewsStore:
                 "n_total": c.n_total,
                 "score_sum": c.score_sum,
                 "mean_score": c.mean_score,
+                "n_novel": c.n_novel,
+                "n_novel_bearish": c.novel_bearish,
+                "n_novel_neutral": c.novel_neutral,
+                "n_novel_bullish": c.novel_bullish,
+                "novel_score_sum": c.novel_score_sum,
                 "updated_at": now,
             }
             # sorted keys: concurrent workers lock rows in one order, so they cannot deadlock
@@ -143,6 +181,7 @@ class _Statements:
 
     items: Any
     tickers: Any
+    bands: Any
     windows: Any
 
 
@@ -159,6 +198,7 @@ def _statements(dialect: str) -> _Statements:
     return _Statements(
         items=insert(items).on_conflict_do_nothing(index_elements=["id"]).returning(items.c.id),
         tickers=insert(table(NewsItemTickerRow)),
+        bands=insert(table(NewsItemBandRow)).on_conflict_do_nothing(),
         windows=upsert.on_conflict_do_update(
             index_elements=["window_seconds", "window_start", "dimension", "key"],
             set_={
@@ -168,6 +208,16 @@ def _statements(dialect: str) -> _Statements:
                 "n_total": total,
                 "score_sum": windows.c.score_sum + excluded.score_sum,
                 "mean_score": (windows.c.score_sum + excluded.score_sum) / total,
+                **{
+                    name: windows.c[name] + excluded[name]
+                    for name in (
+                        "n_novel",
+                        "n_novel_bearish",
+                        "n_novel_neutral",
+                        "n_novel_bullish",
+                        "novel_score_sum",
+                    )
+                },
                 "updated_at": excluded.updated_at,
             },
         ),
@@ -240,21 +290,29 @@ def _iso(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _finite(*values: float) -> None:
+def _finite(*values: float) -> float:
     """Refuse a NaN or infinite probability: as a NULL it would fail a NOT NULL column, a
-    database error the worker retries forever, instead of dead-lettering the one item."""
+    database error the worker retries forever, instead of dead-lettering the one item.
+    Returns the first value, for use inline."""
     if not all(map(math.isfinite, values)):
         raise ValueError(f"non-finite classifier output {values}")
+    return values[0]
 
 
-def _observation(item: ClassifiedItem) -> Observation:
+def _observation(item: ClassifiedItem, link: Link | None) -> Observation:
     c = item.classification
     return Observation(
-        item.item.published_at, c.topic, item.item.tickers, c.sentiment, c.sentiment_score
+        item.item.published_at,
+        c.topic,
+        item.item.tickers,
+        c.sentiment,
+        c.sentiment_score,
+        link is None or link.is_novel,
+        tuple((t.ticker, t.sentiment, t.score) for t in item.towards if t.target is not None),
     )
 
 
-def _row(item: ClassifiedItem, now: datetime) -> dict[str, object]:
+def _row(item: ClassifiedItem, now: datetime, link: Link | None) -> dict[str, object]:
     news, c = item.item, item.classification
     probs = c.sentiment_probs
     p_bearish, p_neutral, p_bullish = (
@@ -287,4 +345,6 @@ def _row(item: ClassifiedItem, now: datetime) -> dict[str, object]:
         "kafka_topic": item.origin.topic if item.origin else None,
         "kafka_partition": item.origin.partition if item.origin else None,
         "kafka_offset": item.origin.offset if item.origin else None,
+        "story_id": link.story_id if link else None,
+        "is_novel": link.is_novel if link else None,
     }

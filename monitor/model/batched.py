@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from monitor.model.artifact import LoadedArtifact, load_artifact
 from monitor.model.encoding import Features, encode_items, token_balanced_slices
-from monitor.model.inference import predict_probs
+from monitor.model.inference import predict_logits, softmax
 from monitor.model.interface import SENTIMENT_LABELS, Classification, ModelInput
 from monitor.model.text import normalise_text
 from monitor.resources import bundled_artifact
@@ -76,6 +76,10 @@ class BatchedClassifier:
         return True
 
     @property
+    def accepts_targets(self) -> bool:
+        return bool(self._loaded.meta.get("targets", False))
+
+    @property
     def parallelism(self) -> str:
         """How a batch uses the hardware, for reports: device and CPU threads."""
         if self._device.type != "cpu":
@@ -105,14 +109,33 @@ class BatchedClassifier:
         return encode_items(
             self._loaded.tokenizer,
             [
-                (normalise_text(item.headline), normalise_text(item.body) if item.body else None)
+                (
+                    normalise_text(item.headline),
+                    normalise_text(item.body) if item.body else None,
+                    normalise_text(item.target) if item.target else None,
+                )
                 for item in inputs
             ],
             self._loaded.max_length,
         )
 
+    @property
+    def temperatures(self) -> dict[str, float]:
+        """The calibration temperature of each head (1.0 when the artifact has none)."""
+        shipped = self._loaded.meta.get("temperature", {})
+        return {task: float(shipped.get(task, 1.0)) for task in self.label_names}
+
     def predict_probs(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
-        """Class probabilities per task (columns in ``label_names`` order), input order."""
+        """Calibrated class probabilities per task (columns in ``label_names`` order), in
+        input order: the softmax of the logits divided by the head's temperature."""
+        temperatures = self.temperatures
+        return {
+            task: softmax(logits, temperatures[task])
+            for task, logits in self.predict_logits(inputs).items()
+        }
+
+    def predict_logits(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
+        """Raw logits per task (columns in ``label_names`` order), in input order."""
         if not inputs:
             return {task: np.zeros((0, len(n))) for task, n in self.label_names.items()}
         encoded = self.encode(inputs)
@@ -131,7 +154,7 @@ class BatchedClassifier:
         return probs
 
     def _predict(self, encoded: Sequence[Features]) -> dict[str, np.ndarray]:
-        return predict_probs(
+        return predict_logits(
             self._loaded.model,
             encoded,
             pad_id=self._pad_id,

@@ -1,8 +1,10 @@
-"""Loading the labelled ``text,label`` CSV files and making the splits the model uses.
+"""Loading the labelled CSV files and making the splits the model uses.
 
-Labels are accepted as the dataset's integer ids (resolved through ``labels.json`` next to
-the CSV, or the published dataset's id map when there is none) or as names, matched
-case-insensitively; ``negative``/``positive`` are synonyms of bearish/bullish. The
+Two layouts are read: ``text,label`` (one label per text, the Twitter sets) and
+``id,text,entity,label,n_entities`` (one row per (headline, entity) with the label towards
+that entity, SEntFiN). Labels are accepted as the dataset's integer ids (resolved through
+``labels.json`` next to the CSV, or the published dataset's id map when there is none) or
+as names, matched case-insensitively; ``negative``/``positive`` are synonyms of bearish/bullish. The
 model's own label order never depends on a dataset's ids: the sentiment dataset numbers
 its classes 0 Bearish, 1 Bullish, 2 Neutral while the model uses ``SENTIMENT_LABELS``.
 """
@@ -109,34 +111,61 @@ def parse_labels(
 
 
 def load_split(csv_path: Path, task: Task, label_names: Sequence[str]) -> pd.DataFrame:
-    """Read one ``text,label`` CSV into ``text`` (normalised), ``raw`` and ``label`` (index).
+    """Read one CSV into ``text`` (normalised), ``raw``, ``label`` (index), ``target``
+    (normalised entity, "" for none), ``raw_target`` and ``n_entities`` (0 when the file
+    has no entity column).
 
-    ``raw`` is kept so evaluation can feed the model exactly what serving would get.
+    ``raw`` and ``raw_target`` are kept so evaluation can feed the model exactly what
+    serving would get.
     """
-    frame = pd.read_csv(csv_path, dtype={"text": str}, keep_default_na=False)
+    frame = pd.read_csv(csv_path, dtype={"text": str, "entity": str}, keep_default_na=False)
     missing = {"text", "label"} - set(frame.columns)
     if missing:
         raise ValueError(f"{csv_path}: missing column(s) {sorted(missing)}")
     labels = parse_labels(frame["label"], task, label_names, read_id_names(csv_path, task))
     texts = [normalise_text(t) for t in frame["text"]]
-    return pd.DataFrame({"text": texts, "raw": frame["text"], "label": labels})
+    raw_targets = frame["entity"] if "entity" in frame.columns else pd.Series([""] * len(frame))
+    if "n_entities" in frame.columns:
+        n_entities = frame["n_entities"].astype(int).to_numpy()
+    else:
+        n_entities = np.zeros(len(frame), dtype=int)
+    return pd.DataFrame(
+        {
+            "text": texts,
+            "raw": frame["text"],
+            "label": labels,
+            "target": [normalise_text(t) for t in raw_targets],
+            "raw_target": raw_targets.to_numpy(),
+            "n_entities": n_entities,
+        }
+    )
+
+
+def has_targets(frame: pd.DataFrame) -> bool:
+    """Whether the rows are (headline, entity) rows rather than one label per text."""
+    return bool((frame["target"] != "").any())
+
+
+_KEY = ["text", "target"]
 
 
 def resolve_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per normalised text, labelled by majority vote; tied texts are dropped.
+    """One row per normalised (text, target), labelled by majority vote; ties are dropped.
 
     Near-duplicates (same tweet, different link) would otherwise be over-weighted, and
     the few with conflicting labels would teach the model both answers. Empty texts
-    carry no signal and are dropped too.
+    carry no signal and are dropped too. ``n_entities`` is kept (the largest seen).
     """
     frame = frame[frame["text"] != ""]
-    counts = frame.groupby(["text", "label"], sort=False).size().reset_index(name="n")
+    counts = frame.groupby([*_KEY, "label"], sort=False).size().reset_index(name="n")
     counts = counts.sort_values("n", ascending=False, kind="stable")
-    top_two = counts.groupby("text", sort=False)["n"].apply(lambda n: list(n[:2]))
-    tied = {text for text, n in top_two.items() if len(n) == 2 and n[0] == n[1]}
-    best = counts.drop_duplicates("text", keep="first")
-    best = best[~best["text"].isin(tied)]
-    return best[["text", "label"]].sort_index().reset_index(drop=True)
+    top_two = counts.groupby(_KEY, sort=False)["n"].apply(lambda n: list(n[:2]))
+    tied = {key for key, n in top_two.items() if len(n) == 2 and n[0] == n[1]}
+    best = counts.drop_duplicates(_KEY, keep="first")
+    best = best[[key not in tied for key in zip(best["text"], best["target"], strict=True)]]
+    entities = frame.groupby(_KEY, sort=False)["n_entities"].max()
+    best = best.join(entities, on=_KEY)
+    return best[[*_KEY, "label", "n_entities"]].sort_index().reset_index(drop=True)
 
 
 def dedup_against(frame: pd.DataFrame, reference_texts: Iterable[str]) -> pd.DataFrame:
@@ -155,6 +184,8 @@ def holdout_split(
     is grouped by URL-stripped text: no tweet is on both sides. Every class with at least
     two rows keeps one row on each side.
     """
+    if has_targets(frame):
+        return _grouped_holdout(frame, fraction, seed)
     rng = np.random.default_rng(seed)
     held: list[int] = []
     for _, rows in frame.groupby("label", sort=True):
@@ -165,3 +196,23 @@ def holdout_split(
         held.extend(rng.choice(index, size=take, replace=False).tolist())
     is_held = frame.index.isin(held)
     return frame[~is_held].reset_index(drop=True), frame[is_held].reset_index(drop=True)
+
+
+def _grouped_holdout(
+    frame: pd.DataFrame, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out whole headlines: every entity row of a headline is on the same side, so the
+    early-stopping slice never scores a headline the model saw with another target."""
+    texts = np.array(sorted(set(frame["text"])))
+    rng = np.random.default_rng(seed)
+    take = min(len(texts) - 1, max(1, round(fraction * len(texts))))
+    held = set(rng.choice(texts, size=take, replace=False).tolist())
+    is_held = frame["text"].isin(held)
+    return frame[~is_held].reset_index(drop=True), frame[is_held].reset_index(drop=True)
+
+
+def headline_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an entity set that stand for their headline: single-entity headlines,
+    with the target dropped, so the model also learns headline-level sentiment on news."""
+    single = frame[frame["n_entities"] == 1].assign(target="")
+    return single.drop_duplicates(["text"]).reset_index(drop=True)

@@ -15,16 +15,38 @@ from transformers import PreTrainedTokenizerBase
 Features = dict[str, list[int]]
 
 
+# A target longer than this many tokens is cut: company names are short, and the text
+# must keep most of the room.
+MAX_TARGET_TOKENS = 16
+
+Item = tuple[str, str | None, str | None]
+"""(headline, body, target), already normalised; body and target may be absent."""
+
+
 def encode_item(
-    tokenizer: PreTrainedTokenizerBase, headline: str, body: str | None, max_length: int
+    tokenizer: PreTrainedTokenizerBase,
+    headline: str,
+    body: str | None,
+    max_length: int,
+    target: str | None = None,
 ) -> Features:
     """Token ids for one (already normalised) item, cut to ``max_length`` without error.
 
-    The headline is the first segment and the body the second. When the headline fits
-    with room to spare only the body is cut (``only_second``), so the headline is kept
-    whole; a headline too long for that leaves ``longest_first`` as the only valid
-    strategy.
+    Without a target the headline is the first segment and the body the second. When the
+    headline fits with room to spare only the body is cut (``only_second``), so the
+    headline is kept whole; a headline too long for that leaves ``longest_first`` as the
+    only valid strategy.
+
+    With a target the text (headline, then body) is the first segment and the target the
+    second, cut to :data:`MAX_TARGET_TOKENS`; only the text is cut beyond that, so the
+    model always sees whom it is asked about.
     """
+    if target:
+        target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+        if len(target_ids) > MAX_TARGET_TOKENS:
+            target = tokenizer.decode(target_ids[:MAX_TARGET_TOKENS])
+        text = f"{headline} {body}" if body else headline
+        return dict(tokenizer(text, target, truncation="only_first", max_length=max_length))
     if not body:
         return dict(tokenizer(headline, truncation=True, max_length=max_length))
     headline_len = len(tokenizer(headline, add_special_tokens=False)["input_ids"])
@@ -35,16 +57,15 @@ def encode_item(
 
 def encode_items(
     tokenizer: PreTrainedTokenizerBase,
-    items: Sequence[tuple[str, str | None]],
+    items: Sequence[Item],
     max_length: int,
 ) -> list[Features]:
-    """:func:`encode_item` for many (headline, body) pairs, in input order.
+    """:func:`encode_item` for many (headline, body, target) items, in input order.
 
-    The items without a body, usually all of them, go through one batched tokenizer call:
-    tokenizing item by item is several times slower, time in which the inference process
-    runs on one core and leaves the others idle. Tokenizing a batch without padding gives
-    each item the ids it gets alone (a test checks it)."""
-    alone = [i for i, (_, body) in enumerate(items) if not body]
+    The items with neither body nor target, usually all of them, go through one batched
+    tokenizer call, which is several times faster than item by item. Tokenizing a batch
+    without padding gives each item the ids it gets alone (a test checks it)."""
+    alone = [i for i, (_, body, target) in enumerate(items) if not body and not target]
     batch: Any = (
         tokenizer([items[i][0] for i in alone], truncation=True, max_length=max_length)
         if alone
@@ -52,8 +73,8 @@ def encode_items(
     )
     batched = {i: {key: values[n] for key, values in batch.items()} for n, i in enumerate(alone)}
     return [
-        batched[i] if i in batched else encode_item(tokenizer, headline, body, max_length)
-        for i, (headline, body) in enumerate(items)
+        batched[i] if i in batched else encode_item(tokenizer, *item[:2], max_length, item[2])
+        for i, item in enumerate(items)
     ]
 
 

@@ -22,7 +22,7 @@ def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[obje
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
-def predict_probs(
+def predict_logits(
     model: MultiTaskModel,
     items: Sequence[Features],
     *,
@@ -30,22 +30,31 @@ def predict_probs(
     batch_size: int,
     device: torch.device,
 ) -> dict[str, np.ndarray]:
-    """Softmax probabilities per task, one row per item in the input order.
+    """Raw logits per task (float32), one row per item in the input order.
 
     Items are run in length-sorted chunks to cut padding; because pooling ignores
     padding, the chunk an item lands in does not change its result.
     """
     was_training = model.training
     model.eval()
-    probs: dict[str, np.ndarray] = {
+    logits: dict[str, np.ndarray] = {
         task: np.zeros((len(items), cast(nn.Linear, head).out_features), dtype=np.float32)
         for task, head in model.heads.items()
     }
     with torch.inference_mode(), autocast_for(device):
         for chunk in length_sorted_chunks(items, batch_size):
             batch = pad_batch([items[i] for i in chunk], pad_id)
-            logits = model(**{k: v.to(device) for k, v in batch.items()})
-            for task, values in logits.items():
-                probs[task][chunk] = values.float().softmax(dim=-1).cpu().numpy()
+            out = model(**{k: v.to(device) for k, v in batch.items()})
+            for task, values in out.items():
+                logits[task][chunk] = values.float().cpu().numpy()
     model.train(was_training)
+    return logits
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature``, computed stably in float32."""
+    scaled = logits.astype(np.float32) / np.float32(temperature)
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    probs: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
     return probs

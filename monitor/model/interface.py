@@ -14,14 +14,18 @@ SENTIMENT_LABELS: tuple[str, ...] = ("bearish", "neutral", "bullish")
 
 
 class ModelInput(NamedTuple):
-    """One item to classify: the headline always, the body when there is one.
+    """One item to classify: the headline always, the body when there is one, and the
+    company whose sentiment is asked for when there is one.
 
-    Kept as two fields (not one joined string) so truncation can keep the headline
-    whole and cut the body first.
+    Headline and body are kept apart (not one joined string) so truncation can keep the
+    headline whole and cut the body first. With a ``target`` (a company name or ticker)
+    the sentiment is the one *towards that company*: "X gains, Y slips" is bullish for X
+    and bearish for Y. The topic does not depend on the target.
     """
 
     headline: str
     body: str | None = None
+    target: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,12 @@ class Classifier(Protocol):
 
     @property
     def model_version(self) -> str: ...
+
+    @property
+    def accepts_targets(self) -> bool:
+        """Whether `ModelInput.target` is understood (the model was trained with targets);
+        a classifier that does not must not be asked about targets."""
+        ...
 
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]: ...
 

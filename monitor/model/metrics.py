@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,14 +37,28 @@ class Report:
     labels: list[str]
     confusion: list[list[int]]
     """Rows are true labels, columns predictions, both in ``labels`` order."""
+    ece: float | None = None
+    """Expected calibration error of the probabilities, when they were scored."""
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the shape ``finmon evaluate --json`` prints)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The inverse of :meth:`to_dict` (e.g. a report stored in an artifact's metrics)."""
+        return cls(**{**data, "per_class": [ClassScore(**c) for c in data["per_class"]]})
+
     def summary(self) -> dict[str, float | int]:
         """The headline numbers only, as stored in the artifact's metrics."""
-        return {"n": self.n, "accuracy": self.accuracy, "macro_f1": self.macro_f1}
+        summary: dict[str, float | int] = {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+        }
+        if self.ece is not None:
+            summary["ece"] = self.ece
+        return summary
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

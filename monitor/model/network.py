@@ -38,6 +38,7 @@ class MultiTaskModel(nn.Module):
         self, encoder: nn.Module, label_names: Mapping[str, Sequence[str]], dropout: float = 0.1
     ) -> None:
         super().__init__()
+        self.label_names = {task: tuple(names) for task, names in label_names.items()}
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         config: Any = encoder.config  # a Hugging Face model's config (a PretrainedConfig)

@@ -46,14 +46,15 @@ def _init_process() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _load(options: dict[str, Any]) -> tuple[str, int]:
+def _load(options: dict[str, Any]) -> tuple[str, bool, int]:
     """Load the model (a task, not the pool's initializer, so that a bad path reaches the
-    worker as its own exception); its version and this process's id."""
+    worker as its own exception); its version, whether it accepts targets, and this
+    process's id."""
     global _classifier
     from monitor.model.batched import load_classifier
 
     _classifier = load_classifier(**options)
-    return _classifier.model_version, os.getpid()
+    return _classifier.model_version, _classifier.accepts_targets, os.getpid()
 
 
 def _classify(inputs: list[ModelInput]) -> list[Classification]:
@@ -82,13 +83,13 @@ class ProcessClassifier:
         """Guards the fields below; notified when a new child serves or on close."""
         self._closed = False
         self._serving = False
-        self._pool, self._version, child = self._start()
+        self._pool, self._version, self._accepts_targets, child = self._start()
         self._serving = True
         threading.Thread(
             target=self._supervise, args=(child,), name="finmon-inference-supervisor", daemon=True
         ).start()
 
-    def _start(self) -> tuple[ProcessPoolExecutor, str, BaseProcess]:
+    def _start(self) -> tuple[ProcessPoolExecutor, str, bool, BaseProcess]:
         pool = ProcessPoolExecutor(
             max_workers=1,
             # spawn: a fork of a worker that already runs threads (Kafka, scheduler) is unsafe
@@ -96,12 +97,12 @@ class ProcessClassifier:
             initializer=_init_process,
         )
         try:
-            version, pid = pool.submit(_load, self._options).result()
+            version, accepts_targets, pid = pool.submit(_load, self._options).result()
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         [child] = [p for p in multiprocessing.active_children() if p.pid == pid]
-        return pool, version, child
+        return pool, version, accepts_targets, child
 
     def _supervise(self, child: BaseProcess) -> None:
         """Each time the child exits, unless on purpose, start a new one (retrying with a
@@ -118,7 +119,7 @@ class ProcessClassifier:
             pause = RESTART_PAUSE_S
             while True:
                 try:
-                    pool, version, child = self._start()
+                    pool, version, _, child = self._start()
                     break
                 except Exception:
                     log.exception("the inference process could not start; retrying in %ss", pause)
@@ -134,6 +135,10 @@ class ProcessClassifier:
     @property
     def model_version(self) -> str:
         return self._version
+
+    @property
+    def accepts_targets(self) -> bool:
+        return self._accepts_targets
 
     def ready(self) -> bool:
         """False from the child's death until a new one has loaded the model, and after

@@ -1,23 +1,34 @@
-"""Multi-task LoRA fine-tuning of the base encoder on the topic and sentiment CSVs.
+"""Multi-task, multi-source LoRA fine-tuning of the base encoder, optionally distilled.
 
-Recipe (the why of each choice is in models/finmon-minilm-v1/MODEL_CARD.md):
+Recipe (the why of each choice is in the model cards under models/):
 
-* train rows are normalised (links stripped), collapsed to one row per text with a
-  majority label, and a stratified slice of them is held out for early stopping, so
-  ``valid.csv`` stays untouched until the final report;
-* each batch holds one task; batches of both tasks are shuffled together, which samples
-  the tasks in proportion to their size; within a task, batches are built from
+* every source is a labelled CSV for one task (``--source TASK=DIR``); rows are normalised
+  (links stripped), collapsed to one row per (text, target) with a majority label, and a
+  slice of them is held out for early stopping (stratified by label; whole headlines for
+  entity sets), so ``valid.csv`` stays untouched until the final report;
+* an entity set (SEntFiN layout) gives two training views: every (headline, entity) row
+  with the entity as the target, and its single-entity headlines without a target;
+* each batch holds one view; the views are sampled with temperature-balanced weights
+  ``n ** (1 / T)`` (T = 1: in proportion to size; larger T: closer to uniform), so a small
+  news set is not drowned by a large tweet set; within a view, batches are built from
   similar-length rows so dynamic padding wastes little CPU;
-* AdamW with linear warmup and decay; after every epoch the held-out slice is scored and
-  the best epoch's weights are kept.
+* with a teacher (one or more artifacts, averaged), the loss mixes the gold label's
+  cross-entropy with the KL divergence to the teacher's temperature-softened
+  probabilities;
+* AdamW with linear warmup and decay; after every epoch each view's held-out slice is
+  scored and the best epoch's weights are kept (selection: the mean over tasks of the mean
+  over the task's views of (accuracy + macro-F1) / 2);
+* afterwards a temperature per head is fitted on the held-out slices when the sentiment
+  head's expected calibration error exceeds the threshold, and shipped in the artifact.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +41,19 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from monitor.model.artifact import METRICS_FILE, save_artifact, write_json
 from monitor.model.base import identify_base
+from monitor.model.calibration import expected_calibration_error, fit_temperature
 from monitor.model.data import (
     TASKS,
     Task,
+    has_targets,
+    headline_rows,
     holdout_split,
     load_split,
     model_label_names,
     resolve_duplicates,
 )
 from monitor.model.encoding import Features, encode_items, pad_batch
-from monitor.model.inference import predict_probs
+from monitor.model.inference import predict_logits
 from monitor.model.metrics import score
 from monitor.model.network import MultiTaskModel, add_lora, load_encoder, lora_config
 
@@ -69,40 +83,102 @@ class TrainConfig:
     max_train_rows: int | None = None
     threads: int | None = 2
     eval_batch_size: int = 128
+    sampling_temperature: float = 1.0
+    epoch_batches: int | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+    max_ece: float = 0.05
+
+
+@dataclass(frozen=True)
+class Source:
+    """A labelled data set for one task: ``DIR/train.csv`` (and ``DIR/valid.csv``)."""
+
+    task: Task
+    data_dir: Path
+    name: str = ""
+
+    @classmethod
+    def parse(cls, spec: str) -> Source:
+        """``TASK=DIR`` or ``TASK:NAME=DIR``; NAME defaults to the directory's name."""
+        head, sep, data_dir = spec.partition("=")
+        task, _, name = head.partition(":")
+        if not sep or task not in TASKS or not data_dir:
+            raise ValueError(
+                f"source {spec!r}: expected TASK=DIR or TASK:NAME=DIR, TASK in {TASKS}"
+            )
+        path = Path(data_dir)
+        return cls(task, path, name or path.name)
 
 
 @dataclass
-class TaskData:
-    """One task's splits, texts normalised and labels as indices into the head."""
+class View:
+    """What one batch stream trains on: a source's rows, with or without targets."""
 
+    task: Task
+    name: str
     train: pd.DataFrame
     dev: pd.DataFrame
-    train_rows_raw: int
+    features: list[Features] = field(default_factory=list)
+    dev_features: list[Features] = field(default_factory=list)
+    teacher_probs: np.ndarray | None = None
 
 
-def prepare_task(task: Task, data_dir: Path, names: tuple[str, ...], cfg: TrainConfig) -> TaskData:
-    """Load DIR/train.csv, resolve near-duplicates, cap its size, hold out the dev slice."""
-    raw = load_split(data_dir / "train.csv", task, names)
+def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> list[View]:
+    """Load a source's train.csv, resolve duplicates, cap it, hold out its dev slice, and
+    cut it into views: one for a plain set; two for an entity set (targets, headlines)."""
+    raw = load_split(source.data_dir / "train.csv", source.task, names)
     unique = resolve_duplicates(raw)
     if cfg.max_train_rows is not None and len(unique) > cfg.max_train_rows:
         unique = unique.sample(n=cfg.max_train_rows, random_state=cfg.seed)
         unique = unique.reset_index(drop=True)
     train, dev = holdout_split(unique, cfg.holdout_fraction, cfg.seed)
-    return TaskData(train=train, dev=dev, train_rows_raw=len(raw))
+    name = f"{source.task}/{source.name}"
+    views = [View(source.task, name, train, dev)]
+    if has_targets(unique):
+        views.append(
+            View(source.task, f"{name}/headline", headline_rows(train), headline_rows(dev))
+        )
+    return views
+
+
+def sampling_weights(sizes: Sequence[int], temperature: float) -> np.ndarray:
+    """Temperature-balanced sampling: weight ∝ size ** (1 / T), normalised to sum 1."""
+    raw = np.asarray(sizes, dtype=float) ** (1.0 / temperature)
+    weights: np.ndarray = raw / raw.sum()
+    return weights
 
 
 def make_batches(
-    features: Mapping[str, list[Features]], batch_size: int, rng: np.random.Generator
-) -> list[tuple[str, list[int]]]:
-    """One epoch of single-task batches, length-bucketed, both tasks shuffled together."""
-    batches: list[tuple[str, list[int]]] = []
-    for task, items in features.items():
-        order = rng.permutation(len(items))
+    views: Sequence[list[Features]],
+    batch_size: int,
+    temperature: float,
+    rng: np.random.Generator,
+    total: int | None = None,
+) -> list[tuple[int, list[int]]]:
+    """One epoch of single-view batches, as (view index, row indices), shuffled together.
+
+    The epoch has ``total`` batches, by default as many as one pass over every row would
+    take (a shorter epoch suits a warm start, where most rows were learnt already); each
+    view gets its share of them by :func:`sampling_weights`, drawing its rows from
+    successive random permutations (so a view sampled above its size repeats rows only
+    after using all of them). Rows of a view are length-sorted inside pools of
+    ``_POOL_BATCHES`` batches."""
+    total = total or sum(math.ceil(len(items) / batch_size) for items in views)
+    weights = sampling_weights([len(items) for items in views], temperature)
+    batches: list[tuple[int, list[int]]] = []
+    for v, items in enumerate(views):
+        if not items:
+            continue
+        need = max(1, round(total * weights[v])) * batch_size
+        order = np.concatenate(
+            [rng.permutation(len(items)) for _ in range(math.ceil(need / len(items)))]
+        )[:need]
         pool = batch_size * _POOL_BATCHES
         for start in range(0, len(order), pool):
             chunk = sorted(order[start : start + pool], key=lambda i: len(items[i]["input_ids"]))
             batches += [
-                (task, [int(i) for i in chunk[b : b + batch_size]])
+                (v, [int(i) for i in chunk[b : b + batch_size]])
                 for b in range(0, len(chunk), batch_size)
             ]
     return [batches[i] for i in rng.permutation(len(batches))]
@@ -121,67 +197,191 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
 
 def _dev_scores(
     model: MultiTaskModel,
-    dev_features: Mapping[str, list[Features]],
-    data: Mapping[str, TaskData],
-    names: Mapping[str, tuple[str, ...]],
+    views: Sequence[View],
+    names: Mapping[str, Sequence[str]],
     pad_id: int,
     cfg: TrainConfig,
 ) -> dict[str, dict[str, float | int]]:
+    """Each view's held-out slice scored: accuracy, macro-F1 and the rest of the summary."""
     scores = {}
-    for task, items in dev_features.items():
-        probs = predict_probs(
+    for view in views:
+        if not view.dev_features:
+            continue
+        logits = predict_logits(
             model,
-            items,
+            view.dev_features,
             pad_id=pad_id,
             batch_size=cfg.eval_batch_size,
             device=torch.device("cpu"),
-        )[task]
-        y_true = data[task].dev["label"].to_numpy()
-        scores[task] = score(y_true, probs.argmax(axis=1), names[task]).summary()
+        )[view.task]
+        y_true = view.dev["label"].to_numpy()
+        scores[view.name] = score(y_true, logits.argmax(axis=1), names[view.task]).summary()
     return scores
 
 
-def _selection_score(scores: Mapping[str, Mapping[str, float | int]]) -> float:
-    """Mean over tasks of (accuracy + macro-F1) / 2: the quantities the targets are set on."""
-    return float(np.mean([(s["accuracy"] + s["macro_f1"]) / 2 for s in scores.values()]))
+def selection_score(scores: Mapping[str, Mapping[str, float | int]]) -> float:
+    """Mean over tasks of the mean over the task's views of (accuracy + macro-F1) / 2, so a
+    task with several sources weighs as much as a task with one."""
+    by_task: dict[str, list[float]] = {}
+    for view, s in scores.items():
+        task = view.split("/", 1)[0]
+        by_task.setdefault(task, []).append((float(s["accuracy"]) + float(s["macro_f1"])) / 2)
+    return float(np.mean([np.mean(values) for values in by_task.values()]))
+
+
+def _teacher_probs(teachers: Sequence[Path], views: Sequence[View], cfg: TrainConfig) -> None:
+    """Average the teachers' probabilities, softened by ``distill_temperature``, over every
+    view's training rows; each teacher reads the rows through its own tokenizer."""
+    from monitor.model.batched import load_classifier
+    from monitor.model.interface import ModelInput
+
+    for path in teachers:
+        teacher = load_classifier(path, device="auto", threads=cfg.threads, max_batch_size=128)
+        for view in views:
+            inputs = [
+                ModelInput(text, None, target or None)
+                for text, target in zip(view.train["text"], view.train["target"], strict=True)
+            ]
+            logits = teacher.predict_logits(inputs)[view.task] / cfg.distill_temperature
+            probs = torch.from_numpy(logits).softmax(dim=-1).numpy() / len(teachers)
+            view.teacher_probs = probs if view.teacher_probs is None else view.teacher_probs + probs
+        tqdm.write(f"teacher {path.name}: soft labels for {sum(len(v.train) for v in views)} rows")
+
+
+def _loss(
+    logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None, cfg: TrainConfig
+) -> torch.Tensor:
+    """Cross-entropy on the gold labels, mixed with the KL divergence to the teacher's
+    softened probabilities (scaled by T², so its gradients keep their size as T grows)."""
+    gold = F.cross_entropy(logits, labels)
+    if soft is None:
+        return gold
+    t = cfg.distill_temperature
+    kl = F.kl_div(F.log_softmax(logits / t, dim=-1), soft, reduction="batchmean") * t * t
+    return (1 - cfg.distill_weight) * gold + cfg.distill_weight * kl
+
+
+def _calibrate(
+    model: MultiTaskModel, views: Sequence[View], pad_id: int, cfg: TrainConfig
+) -> dict[str, Any]:
+    """Each head's expected calibration error on the held-out slices, and the temperature
+    that minimises the held-out negative log-likelihood when the error is above
+    ``max_ece``; the temperatures go into the artifact."""
+    report: dict[str, Any] = {}
+    for task in TASKS:
+        task_views = [v for v in views if v.task == task and v.dev_features]
+        if not task_views:
+            continue
+        logits = np.concatenate(
+            [
+                predict_logits(
+                    model,
+                    v.dev_features,
+                    pad_id=pad_id,
+                    batch_size=cfg.eval_batch_size,
+                    device=torch.device("cpu"),
+                )[task]
+                for v in task_views
+            ]
+        )
+        labels = np.concatenate([v.dev["label"].to_numpy() for v in task_views])
+        before = expected_calibration_error(logits, labels)
+        temperature = fit_temperature(logits, labels) if before > cfg.max_ece else 1.0
+        report[task] = {
+            "ece_before": before,
+            "temperature": temperature,
+            "ece_after": expected_calibration_error(logits / temperature, labels),
+            "rows": len(labels),
+        }
+    return report
+
+
+def _version_of(artifact: Path) -> str:
+    from monitor.model.artifact import model_version, read_meta
+
+    return model_version(artifact, read_meta(artifact))
+
+
+def _warm_start(model: MultiTaskModel, init: Path) -> None:
+    """Start from an artifact's LoRA weights and heads (same base, rank and labels), so a
+    new version can add sources without relearning what the old one knew."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from monitor.model.artifact import ADAPTER_FILE, HEADS_FILE, read_meta
+
+    meta = read_meta(init)
+    if meta["label_names"] != {
+        task: list(head_names) for task, head_names in model.label_names.items()
+    }:
+        raise ValueError(f"{init}: its label names differ from the training sources'")
+    adapter = load_file(str(init / ADAPTER_FILE))
+    own = {name.replace(".default", ""): p.shape for name, p in model.encoder.named_parameters()}
+    misfits = [k for k, v in adapter.items() if own.get(k) not in (None, v.shape)]
+    result = set_peft_model_state_dict(model.encoder, adapter) if not misfits else None
+    if misfits or (result is not None and result.unexpected_keys):
+        raise ValueError(f"{init}: adapter does not fit (rank or targets differ)")
+    model.heads.load_state_dict(load_file(str(init / HEADS_FILE)))
 
 
 def train(
-    topic_dir: Path,
-    sentiment_dir: Path,
+    sources: Sequence[Source],
     out_dir: Path,
     cfg: TrainConfig,
     base_dir: Path | None = None,
+    teachers: Sequence[Path] = (),
+    init: Path | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune, keep the best epoch, write the artifact; returns the training metrics."""
+    """Fine-tune (from ``init``'s weights if given), keep the best epoch, calibrate, write
+    the artifact; returns the metrics."""
     started = time.monotonic()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    dirs = {"topic": topic_dir, "sentiment": sentiment_dir}
-    names: dict[str, tuple[str, ...]] = {t: model_label_names(t, dirs[t]) for t in TASKS}
-    data: dict[str, TaskData] = {t: prepare_task(t, dirs[t], names[t], cfg) for t in TASKS}
+    missing = set(TASKS) - {s.task for s in sources}
+    if missing:
+        raise ValueError(f"no source for task(s) {sorted(missing)}: every head needs data")
+    first = {task: next(s for s in sources if s.task == task) for task in TASKS}
+    names: dict[str, tuple[str, ...]] = {
+        task: model_label_names(task, first[task].data_dir) for task in TASKS
+    }
+    views = [view for source in sources for view in prepare_views(source, names[source.task], cfg)]
 
     base = identify_base(base_dir)
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
     pad_id = int(tokenizer.pad_token_id)
 
     def encode(frame: pd.DataFrame) -> list[Features]:
-        return encode_items(tokenizer, [(text, None) for text in frame["text"]], cfg.max_length)
+        items = [(t, None, g or None) for t, g in zip(frame["text"], frame["target"], strict=True)]
+        return encode_items(tokenizer, items, cfg.max_length)
 
-    train_features: dict[str, list[Features]] = {t: encode(data[t].train) for t in TASKS}
-    dev_features: dict[str, list[Features]] = {t: encode(data[t].dev) for t in TASKS}
-    train_labels = {task: torch.tensor(data[task].train["label"].to_numpy()) for task in TASKS}
+    for view in views:
+        view.features, view.dev_features = encode(view.train), encode(view.dev)
+    labels = [torch.tensor(view.train["label"].to_numpy()) for view in views]
+    if teachers:
+        _teacher_probs(teachers, views, cfg)
+    soft = [None if v.teacher_probs is None else torch.from_numpy(v.teacher_probs) for v in views]
 
     encoder = add_lora(
         load_encoder(Path(base.path)),
         lora_config(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.train_layernorm),
     )
     model = MultiTaskModel(encoder, names, dropout=cfg.head_dropout)
+    if init is not None:
+        _warm_start(model, init)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    steps_per_epoch = len(make_batches(train_features, cfg.batch_size, np.random.default_rng(0)))
+    features = [view.features for view in views]
+    steps_per_epoch = len(
+        make_batches(
+            features,
+            cfg.batch_size,
+            cfg.sampling_temperature,
+            np.random.default_rng(0),
+            cfg.epoch_batches,
+        )
+    )
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(cfg.warmup_ratio * total_steps), total_steps
@@ -191,7 +391,9 @@ def train(
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        batches = make_batches(train_features, cfg.batch_size, rng)
+        batches = make_batches(
+            features, cfg.batch_size, cfg.sampling_temperature, rng, cfg.epoch_batches
+        )
         running = 0.0
         progress = tqdm(
             batches,
@@ -199,9 +401,15 @@ def train(
             unit="batch",
             mininterval=1.0 if sys.stderr.isatty() else 30.0,  # keep log files short
         )
-        for step, (task, index) in enumerate(progress, start=1):
-            batch = pad_batch([train_features[task][i] for i in index], pad_id)
-            loss = F.cross_entropy(model(**batch)[task], train_labels[task][index])
+        for step, (v, index) in enumerate(progress, start=1):
+            batch = pad_batch([features[v][i] for i in index], pad_id)
+            teacher = soft[v]
+            loss = _loss(
+                model(**batch)[views[v].task],
+                labels[v][index],
+                None if teacher is None else teacher[index],
+                cfg,
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -210,8 +418,8 @@ def train(
             running += loss.item()
             if step % 20 == 0:
                 progress.set_postfix(loss=f"{running / step:.4f}")
-        dev = _dev_scores(model, dev_features, data, names, pad_id, cfg)
-        selection = _selection_score(dev)
+        dev = _dev_scores(model, views, names, pad_id, cfg)
+        selection = selection_score(dev)
         history.append(
             {
                 "epoch": epoch,
@@ -221,7 +429,13 @@ def train(
                 "elapsed_s": round(time.monotonic() - started, 1),
             }
         )
-        tqdm.write(f"epoch {epoch}: train_loss={running / len(batches):.4f} dev={dev}")
+        tqdm.write(
+            f"epoch {epoch}: train_loss={running / len(batches):.4f} selection={selection:.4f}"
+        )
+        for name, summary in dev.items():
+            tqdm.write(
+                f"  {name}: accuracy={summary['accuracy']:.4f} macro_f1={summary['macro_f1']:.4f}"
+            )
         if best is None or selection > best[0]:
             state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
             best = (selection, epoch, state)
@@ -231,26 +445,36 @@ def train(
 
     assert best is not None  # epochs >= 1
     model.load_state_dict(best[2], strict=False)
+    calibration = _calibrate(model, views, pad_id, cfg)
     meta = {
         "name": out_dir.name,
         "label_names": {task: list(names[task]) for task in TASKS},
         "base": base.to_dict(),
         "max_length": cfg.max_length,
         "pooling": "mean",
+        "targets": True,
+        "temperature": {task: c["temperature"] for task, c in calibration.items()},
         "training": {
             "config": asdict(cfg),
-            "data": {
-                task: {
-                    "dir": str(dirs[task]),
-                    "train_rows": data[task].train_rows_raw,
-                    "train_rows_used": len(data[task].train),
-                    "early_stopping_rows": len(data[task].dev),
+            # by version (name + weight hash), which identifies them wherever they lie
+            "teachers": [_version_of(p) for p in teachers],
+            "init": _version_of(init) if init else None,
+            "sources": [{"task": s.task, "name": s.name, "dir": str(s.data_dir)} for s in sources],
+            "views": {
+                view.name: {
+                    "train_rows_used": len(view.train),
+                    "early_stopping_rows": len(view.dev),
+                    "sampling_weight": float(w),
                 }
-                for task in TASKS
+                for view, w in zip(
+                    views,
+                    sampling_weights([len(v.train) for v in views], cfg.sampling_temperature),
+                    strict=True,
+                )
             },
             "early_stopping_split": (
-                f"stratified {cfg.holdout_fraction:.0%} of train after URL-stripping and "
-                "dedup (grouped by normalised text)"
+                f"{cfg.holdout_fraction:.0%} of each source's train after URL-stripping and "
+                "dedup: stratified by label, or by whole headline for entity sets"
             ),
         },
     }
@@ -258,6 +482,7 @@ def train(
     metrics = {
         "best_epoch": best[1],
         "history": history,
+        "calibration": calibration,
         "train_wall_s": round(time.monotonic() - started, 1),
     }
     write_json(out_dir / METRICS_FILE, metrics)

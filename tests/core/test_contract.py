@@ -45,6 +45,10 @@ REJECTED = [
     (doc(tickers=[1]), "field 'tickers' must be a list of strings"),
     (doc(tickers=["X" * 40]), "invalid ticker"),
     (doc(body=5), "field 'body' must be a string"),
+    (doc(entities=["Boeing"]), "field 'entities' must be an object, got an array"),
+    (doc(entities={"BA": [1]}), "must map each ticker to a list of names (BA)"),
+    (doc(entities={"BA": {"n": "Boeing"}}), "must map each ticker to a list of names"),
+    (doc(entities={"": ["x"]}), "field 'entities' holds an invalid ticker"),
 ]
 
 
@@ -72,6 +76,25 @@ def test_valid_message_is_normalised() -> None:
     assert item.tickers == ("TSLA", "AAPL", "MSFT", "NVDA")
     assert item.extra == {"vendor_field": {"x": 1}}
     assert item.content_hash
+
+
+@pytest.mark.parametrize(
+    ("entities", "tickers", "expected"),
+    [
+        ({"ba": ["Boeing", " Boeing Co "]}, [], {"BA": ("Boeing", "Boeing Co")}),
+        ({"$BA": "Boeing"}, ["BA"], {"BA": ("Boeing",)}),
+        ({"BA": ["", "  "], "AIR.PA": ["Airbus", "Airbus"]}, [], {"BA": (), "AIR.PA": ("Airbus",)}),
+        (None, ["BA"], {}),
+    ],
+)
+def test_entities_name_tickers_and_are_tickers_too(
+    entities: object, tickers: list[str], expected: dict[str, tuple[str, ...]]
+) -> None:
+    item = decode_news(doc(entities=entities, tickers=tickers), now=NOW)
+    assert isinstance(item, NewsItem)
+    assert item.entities == expected
+    assert set(expected) <= set(item.tickers)
+    assert "entities" not in item.extra
 
 
 def test_long_body_is_truncated_not_rejected() -> None:
@@ -118,6 +141,12 @@ TICKER_LIMIT_CASES = [
     ("cashtag repeating a given one", doc(tickers=tags(5), headline="$T0 up"), tuple(tags(5))),
     ("body full of cashtags", doc(body=" ".join(f"${t}" for t in tags(6))), None),
     ("50 000 given tickers", doc(tickers=tags(50_000)), None),
+    ("an entity's ticker counts too", doc(tickers=tags(5), entities={"ZZ": ["Zed"]}), None),
+    (
+        "an entity repeating a given ticker",
+        doc(tickers=tags(5), entities={"T1": ["Tee"]}),
+        tuple(tags(5)),
+    ),
 ]
 
 

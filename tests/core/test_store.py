@@ -83,6 +83,53 @@ def test_batch_is_stored_with_windows(engine: Engine, classifier: KeywordClassif
     assert mean == pytest.approx((-0.88 + 0.88 + 0.0) / 3)
 
 
+def test_each_ticker_counts_the_sentiment_towards_it(
+    engine: Engine, classifier: KeywordClassifier
+) -> None:
+    """A two-ticker item is classified once more per located ticker, in the same classifier
+    call; each ticker's windows, rows and published document carry its own sentiment."""
+    proc = processor(engine, classifier)
+    outcome = proc.process(
+        [
+            message("a", "$ACME jumps, $WDGT plunges", 1),
+            message("b", "Planemakers diverge", 2, tickers=["BA", "AIR"], body="$BA slides"),
+            message("c", "Boeing tumbles while Airbus wins record order", 3,
+                    entities={"BA": ["Boeing"], "AIR": ["Airbus"]}),
+        ]
+    )  # fmt: skip
+    assert classifier.batch_sizes == [3 + 2 + 1 + 2]
+    with engine.connect() as conn:
+        rows = {
+            (r.item_id, r.ticker): (r.sentiment, r.target)
+            for r in conn.execute(select(NewsItemTickerRow)).all()
+        }
+    assert rows == {
+        ("a", "ACME"): ("bullish", "ACME"),
+        ("a", "WDGT"): ("bearish", "WDGT"),
+        ("b", "BA"): ("neutral", "BA"),  # located in the body; the double reads headlines
+        ("b", "AIR"): ("neutral", None),
+        ("c", "BA"): ("bearish", "Boeing"),
+        ("c", "AIR"): ("bullish", "Airbus"),
+    }
+    with engine.connect() as conn:
+        hourly = {
+            r.key: (r.n_bearish, r.n_neutral, r.n_bullish)
+            for r in conn.execute(
+                select(TrendWindowRow).where(
+                    TrendWindowRow.dimension == "ticker", TrendWindowRow.window_seconds == 3600
+                )
+            ).all()
+        }
+    assert hourly == {"ACME": (0, 0, 1), "WDGT": (1, 0, 0), "BA": (1, 1, 0), "AIR": (0, 1, 1)}
+    published = json.loads(outcome.classified[0].to_json())
+    assert published["sentiment"] == "bearish"  # the headline as a whole
+    assert published["ticker_sentiment"]["ACME"] == {
+        "sentiment": "bullish",
+        "sentiment_score": pytest.approx(0.88),
+        "target": "ACME",
+    }
+
+
 def test_redelivery_is_not_double_counted(engine: Engine, classifier: KeywordClassifier) -> None:
     proc = processor(engine, classifier)
     batch = [message(f"id-{i}", f"$BA tumbles {i}", i) for i in range(10)]

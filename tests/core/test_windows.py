@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.durations import format_duration, parse_duration
-from monitor.windows import ALL_KEY, Observation, WindowKey, aggregate, keys_for, window_start
+from monitor.windows import (
+    ALL_KEY,
+    Observation,
+    WindowKey,
+    aggregate,
+    counted_as,
+    keys_for,
+    window_start,
+)
 
 T = datetime(2026, 11, 28, 10, 7, 31, tzinfo=UTC)
 
@@ -81,6 +89,15 @@ observations = st.lists(
         tickers=st.lists(st.sampled_from(["AAPL", "BA"]), unique=True, max_size=2).map(tuple),
         sentiment=st.sampled_from(["bearish", "neutral", "bullish"]),
         score=st.floats(min_value=-1, max_value=1),
+        towards=st.lists(
+            st.tuples(
+                st.sampled_from(["AAPL", "BA"]),
+                st.sampled_from(["bearish", "neutral", "bullish"]),
+                st.floats(min_value=-1, max_value=1),
+            ),
+            unique_by=lambda t: t[0],
+            max_size=2,
+        ).map(tuple),
     ),
     max_size=40,
 )
@@ -112,15 +129,35 @@ def test_aggregate_counts_each_item_in_each_of_its_keys(items: list[Observation]
     expected: dict[WindowKey, list[float]] = {}
     for obs in items:
         for key in keys_for(obs, sizes):
+            sentiment, score = counted_as(obs, key.dimension, key.key)
             counts = expected.setdefault(key, [0, 0, 0, 0.0])
-            counts[["bearish", "neutral", "bullish"].index(obs.sentiment)] += 1
-            counts[3] += obs.score
+            counts[["bearish", "neutral", "bullish"].index(sentiment)] += 1
+            counts[3] += score
     deltas = aggregate(items, sizes)
     assert deltas.keys() == expected.keys()
     for key, (bearish, neutral, bullish, score) in expected.items():
         got = deltas[key]
         assert (got.n_bearish, got.n_neutral, got.n_bullish) == (bearish, neutral, bullish)
         assert got.score_sum == pytest.approx(score, abs=1e-9)
+
+
+def test_a_ticker_counts_the_sentiment_towards_it() -> None:
+    """ "Acme gains, Widget slips": Acme's windows count bullish, Widget's bearish, and the
+    item's own (neutral) counts in the overall and topic windows and for other tickers."""
+    obs = Observation(
+        T,
+        "Stock Movement",
+        ("ACME", "WDGT", "OTHR"),
+        "neutral",
+        0.1,
+        towards=(("ACME", "bullish", 0.9), ("WDGT", "bearish", -0.7)),
+    )
+    deltas = aggregate([obs], [timedelta(minutes=5)])
+    by_key = {(k.dimension, k.key): c for k, c in deltas.items()}
+    assert (by_key["ticker", "ACME"].n_bullish, by_key["ticker", "ACME"].score_sum) == (1, 0.9)
+    assert (by_key["ticker", "WDGT"].n_bearish, by_key["ticker", "WDGT"].score_sum) == (1, -0.7)
+    for own in (("ticker", "OTHR"), ("all", ALL_KEY), ("topic", "Stock Movement")):
+        assert (by_key[own].n_neutral, by_key[own].score_sum) == (1, 0.1)
 
 
 def test_an_unknown_sentiment_is_refused() -> None:

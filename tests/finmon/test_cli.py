@@ -12,6 +12,7 @@ COMMANDS = [
     "classify",
     "db",
     "evaluate",
+    "ingest",
     "produce",
     "replay",
     "sample",

@@ -20,8 +20,10 @@ from monitor.model.interface import SENTIMENT_LABELS
 from monitor.resources import bundled_artifact
 
 
-def test_committed_artifact_records_labels_base_recipe_and_metrics() -> None:
-    meta = read_meta(bundled_artifact())
+@pytest.mark.parametrize("name", ["finmon-minilm-v1", "finmon-minilm-v2"])
+def test_committed_artifacts_record_labels_base_recipe_and_metrics(name: str) -> None:
+    """v2 is the default; v1 stays shipped and loadable, for rows it classified."""
+    meta = read_meta(bundled_artifact(name))
     assert meta["label_names"] == {
         "topic": list(TOPIC_DATASET_LABELS),
         "sentiment": list(SENTIMENT_LABELS),
@@ -29,14 +31,23 @@ def test_committed_artifact_records_labels_base_recipe_and_metrics() -> None:
     assert meta["base"]["name"] == DEFAULT_BASE_NAME
     assert meta["base"]["weights_sha256"] == identify_base().weights_sha256
     assert meta["training"]["config"]["lora_rank"] > 0
+    metrics = json.loads((bundled_artifact(name) / "metrics.json").read_text())
+    reports = [r for views in metrics["valid"].values() for r in views.values()]
+    assert len(reports) >= 4 and all(0.0 < r["accuracy"] <= 1.0 for r in reports)
+    assert load_artifact(bundled_artifact(name)).version.startswith(f"{name}+")
+
+
+def test_the_default_is_v2_with_targets_and_calibration() -> None:
+    meta = read_meta(bundled_artifact())
+    assert meta["name"] == "finmon-minilm-v2" and meta["targets"] is True
+    assert all(t > 0 for t in meta["temperature"].values())
     metrics = json.loads((bundled_artifact() / "metrics.json").read_text())
-    for task in ("topic", "sentiment"):
-        for view in ("full", "dedup"):
-            assert 0.0 < metrics["valid"][task][view]["accuracy"] <= 1.0
+    assert set(metrics["valid"]["sentiment/sentfin"]) == {"headline", "entity", "multi"}
 
 
-def test_committed_artifact_is_small() -> None:
-    size = sum(f.stat().st_size for f in bundled_artifact().rglob("*") if f.is_file())
+@pytest.mark.parametrize("name", ["finmon-minilm-v1", "finmon-minilm-v2"])
+def test_committed_artifacts_are_small(name: str) -> None:
+    size = sum(f.stat().st_size for f in bundled_artifact(name).rglob("*") if f.is_file())
     assert size <= 10 * 1024 * 1024
 
 

@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from monitor.model.artifact import load_artifact
 from monitor.model.batched import BatchedClassifier
 from monitor.model.data import TOPIC_DATASET_LABELS
-from monitor.model.encoding import encode_item, encode_items, token_balanced_slices
+from monitor.model.encoding import (
+    MAX_TARGET_TOKENS,
+    encode_item,
+    encode_items,
+    token_balanced_slices,
+)
 from monitor.model.interface import SENTIMENT_LABELS, Classifier, ModelInput
 from monitor.resources import bundled_artifact
 
@@ -22,7 +27,8 @@ LONG_BODY = "The company said revenue rose while costs were flat. " * 200
 
 def test_implements_the_pipeline_protocol(real_model: BatchedClassifier) -> None:
     classifier: Classifier = real_model
-    assert re.fullmatch(r"finmon-minilm-v1\+[0-9a-f]{12}", classifier.model_version)
+    assert re.fullmatch(r"finmon-minilm-v2\+[0-9a-f]{12}", classifier.model_version)
+    assert classifier.accepts_targets
     assert real_model.label_names == {
         "topic": list(TOPIC_DATASET_LABELS),
         "sentiment": list(SENTIMENT_LABELS),
@@ -151,18 +157,35 @@ def test_split_batch_gives_the_same_results_as_one_thread(real_model: BatchedCla
 
 
 def test_batched_tokenizing_gives_each_item_its_own_ids(real_model: BatchedClassifier) -> None:
-    """encode_items tokenizes the body-less items in one call; the ids must be what each
-    item gets alone, bodies and over-long headlines included."""
+    """encode_items tokenizes the plain items in one call; the ids must be what each
+    item gets alone, bodies, targets and over-long headlines included."""
     tokenizer, limit = real_model.tokenizer, real_model.max_length
-    items = [
-        ("Acme beats estimates", None),
-        ("markets " * 500, None),
-        ("Acme beats estimates", LONG_BODY),
-        ("$XYZ plunges 30%", ""),
-        ("Oil rises", "OPEC+ agrees deeper cuts"),
-        ("Fed holds rates", None),
+    items: list[tuple[str, str | None, str | None]] = [
+        ("Acme beats estimates", None, None),
+        ("markets " * 500, None, None),
+        ("Acme beats estimates", LONG_BODY, None),
+        ("$XYZ plunges 30%", "", None),
+        ("Oil rises", "OPEC+ agrees deeper cuts", None),
+        ("Acme gains, Widget slips", None, "Widget"),
+        ("markets " * 500, LONG_BODY, "Acme " * 40),
+        ("Fed holds rates", None, None),
     ]
     assert encode_items(tokenizer, items, limit) == [
-        encode_item(tokenizer, headline, body or None, limit) for headline, body in items
+        encode_item(tokenizer, headline, body or None, limit, target)
+        for headline, body, target in items
     ]
     assert encode_items(tokenizer, [], limit) == []
+
+
+def test_a_target_is_kept_whole_and_cut_last(real_model: BatchedClassifier) -> None:
+    """The target is the second segment; an over-long text is cut, never the target (up to
+    MAX_TARGET_TOKENS), and the result fits max_length."""
+    tokenizer, limit = real_model.tokenizer, real_model.max_length
+    target_ids = tokenizer("Widget Corp", add_special_tokens=False)["input_ids"]
+    ids = encode_item(tokenizer, "markets " * 500, LONG_BODY, limit, "Widget Corp")["input_ids"]
+    assert len(ids) == limit
+    assert ids[-len(target_ids) - 1 : -1] == target_ids
+    text_ids = tokenizer("Acme", add_special_tokens=False)["input_ids"]
+    long_target = encode_item(tokenizer, "Acme", None, limit, "Acme " * 100)["input_ids"]
+    assert long_target[1 : 1 + len(text_ids)] == text_ids
+    assert len(long_target) == 1 + len(text_ids) + 1 + MAX_TARGET_TOKENS + 1

@@ -12,12 +12,15 @@ from finmon.cli import main
 from monitor.model.artifact import read_meta
 from monitor.model.batched import load_classifier
 from monitor.model.interface import ModelInput
+from monitor.resources import bundled_artifact
 from tests.model.conftest import FIXTURES
 
 TINY_TRAIN = [
     "train",
-    "--topic-data", str(FIXTURES / "topic"),
-    "--sentiment-data", str(FIXTURES / "sentiment"),
+    "--source", f"topic={FIXTURES / 'topic'}",
+    "--source", f"sentiment={FIXTURES / 'sentiment'}",
+    "--source", f"sentiment:news={FIXTURES / 'news'}",
+    "--sampling-temperature", "2",
     "--epochs", "2",
     "--max-length", "32",
     "--lora-rank", "4",
@@ -46,15 +49,56 @@ def test_tiny_training_writes_a_loadable_artifact(tiny_artifacts: tuple[Path, Pa
     out, _ = tiny_artifacts
     meta = read_meta(out)
     assert meta["training"]["config"]["max_length"] == 32
-    assert meta["training"]["data"]["sentiment"]["train_rows"] == 32
+    views = meta["training"]["views"]
+    assert set(views) == {
+        "topic/topic",
+        "sentiment/sentiment",
+        "sentiment/news",
+        "sentiment/news/headline",
+    }
+    assert sum(v["sampling_weight"] for v in views.values()) == pytest.approx(1.0)
+    assert meta["temperature"]["sentiment"] > 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
-    assert metrics["valid"]["topic"]["dedup"]["n"] < metrics["valid"]["topic"]["full"]["n"]
+    assert set(metrics["history"][0]["dev"]) == set(views)
+    valid = metrics["valid"]
+    assert valid["topic/topic"]["dedup"]["n"] < valid["topic/topic"]["full"]["n"]
+    assert set(valid["sentiment/news"]) == {"headline", "entity", "multi"}
+    assert valid["sentiment/news"]["multi"]["n"] < valid["sentiment/news"]["entity"]["n"]
+    assert "ece" in valid["sentiment/sentiment"]["full"]
     assert sum(f.stat().st_size for f in out.iterdir()) < 10 * 1024 * 1024
     classifier = load_classifier(out, device="cpu")
     assert classifier.model_version.startswith("tiny-a+")
+    assert classifier.accepts_targets
     (result,) = classifier.classify([ModelInput("Acme shares jump")])
     assert result.sentiment in {"bearish", "neutral", "bullish"}
+
+
+def test_distillation_from_a_teacher_and_a_warm_start(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A student trained on a teacher's soft labels (here the tiny artifact), starting
+    from another artifact's weights, records both; the mixed loss trains (it falls)."""
+    teacher, _ = tiny_artifacts
+    out = tmp_path / "student"
+    run(
+        *TINY_TRAIN, "--out", str(out), "--skip-valid", "--teacher", str(teacher),
+        "--init", str(teacher), "--distill-weight", "0.7",
+    )  # fmt: skip
+    meta = read_meta(out)
+    version = load_classifier(teacher, device="cpu").model_version
+    assert meta["training"]["teachers"] == [version]
+    assert meta["training"]["init"] == version
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_a_warm_start_refuses_an_adapter_of_another_rank(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--init", str(bundled_artifact())]
+    )
+    assert isinstance(result.exception, ValueError)
+    assert "adapter does not fit" in str(result.exception)
 
 
 def test_training_is_reproducible(tiny_artifacts: tuple[Path, Path]) -> None:
@@ -90,7 +134,26 @@ def test_evaluate_table_output() -> None:
 def test_classify_prints_each_text() -> None:
     out = run("classify", "Acme upgraded to Buy", "Oil falls 5%")
     assert out.count("topic:") == 2 and out.count("sentiment:") == 2
-    assert "model: finmon-minilm-v1+" in out
+    assert "model: finmon-minilm-v2+" in out
+
+
+def test_evaluate_reads_an_entity_set_with_and_without_targets() -> None:
+    data = str(FIXTURES / "news" / "valid.csv")
+    base = ["evaluate", "--task", "sentiment", "--data", data, "--json"]
+    entity = json.loads(run(*base))
+    multi = json.loads(run(*base, "--entities", "multi"))
+    headline = json.loads(run(*base, "--entities", "single", "--no-target"))
+    assert entity["targets"] and multi["targets"] and not headline["targets"]
+    assert (entity["n"], multi["n"], headline["n"]) == (20, 8, 12)
+    assert entity["labels"] == ["bearish", "neutral", "bullish"]
+
+
+def test_evaluate_refuses_an_entity_filter_on_a_plain_set() -> None:
+    data = str(FIXTURES / "sentiment" / "valid.csv")
+    result = CliRunner().invoke(
+        main, ["evaluate", "--task", "sentiment", "--data", data, "--entities", "multi"]
+    )
+    assert result.exit_code != 0 and "needs an entity set" in result.output
 
 
 def test_classify_rejects_an_empty_headline() -> None:

@@ -8,6 +8,8 @@ import pytest
 from monitor.model.data import (
     TOPIC_DATASET_LABELS,
     dedup_against,
+    has_targets,
+    headline_rows,
     holdout_split,
     load_split,
     model_label_names,
@@ -67,7 +69,7 @@ def test_fixture_csvs_with_ids_and_with_names_load_to_the_same_labels() -> None:
     by_id = load_split(FIXTURES / "sentiment" / "valid.csv", "sentiment", SENTIMENT_LABELS)
     by_name = load_split(FIXTURES / "sentiment_names.csv", "sentiment", SENTIMENT_LABELS)
     assert list(by_name["label"]) == list(by_id["label"][: len(by_name)])
-    assert set(by_id.columns) == {"text", "raw", "label"}
+    assert set(by_id.columns) == {"text", "raw", "label", "target", "raw_target", "n_entities"}
 
 
 def test_topic_label_names_come_from_labels_json_in_id_order() -> None:
@@ -80,6 +82,8 @@ def test_resolve_duplicates_majority_vote_and_ties_dropped() -> None:
         {
             "text": ["a", "a", "a", "b", "b", "c", ""],
             "label": [1, 1, 0, 0, 1, 2, 0],
+            "target": [""] * 7,
+            "n_entities": [0] * 7,
         }
     )
     resolved = resolve_duplicates(frame)
@@ -98,7 +102,11 @@ def test_dedup_drops_train_overlap_and_repeats() -> None:
 
 def test_holdout_is_stratified_disjoint_and_seeded() -> None:
     frame = pd.DataFrame(
-        {"text": [f"t{i}" for i in range(100)], "label": [i % 4 for i in range(100)]}
+        {
+            "text": [f"t{i}" for i in range(100)],
+            "label": [i % 4 for i in range(100)],
+            "target": [""] * 100,
+        }
     )
     train, dev = holdout_split(frame, 0.2, seed=1)
     assert len(dev) == 20 and sorted(dev["label"].value_counts()) == [5, 5, 5, 5]
@@ -121,3 +129,39 @@ def test_shared_datasets_parse_with_published_counts() -> None:
         1923,
         6178,
     ]
+
+
+def test_an_entity_set_keeps_targets_and_entity_counts() -> None:
+    frame = load_split(FIXTURES / "news" / "train.csv", "sentiment", SENTIMENT_LABELS)
+    assert has_targets(frame)
+    assert set(frame["n_entities"]) == {1, 2}
+    multi = frame[frame["n_entities"] == 2]
+    # a two-entity headline appears once per entity, each with its own label
+    assert multi.groupby("text")["target"].nunique().eq(2).all()
+    plain = load_split(FIXTURES / "sentiment" / "train.csv", "sentiment", SENTIMENT_LABELS)
+    assert not has_targets(plain) and set(plain["n_entities"]) == {0}
+
+
+def test_duplicates_are_resolved_per_text_and_target() -> None:
+    frame = pd.DataFrame(
+        {
+            "text": ["A up, B down"] * 3 + ["A up, B down"],
+            "target": ["A", "A", "A", "B"],
+            "label": [2, 2, 0, 0],
+            "n_entities": [2, 2, 2, 2],
+        }
+    )
+    out = resolve_duplicates(frame)
+    assert sorted(zip(out["target"], out["label"], strict=True)) == [("A", 2), ("B", 0)]
+
+
+def test_entity_holdout_keeps_each_headline_on_one_side() -> None:
+    frame = resolve_duplicates(
+        load_split(FIXTURES / "news" / "train.csv", "sentiment", SENTIMENT_LABELS)
+    )
+    train, held = holdout_split(frame, 0.25, seed=3)
+    assert set(train["text"]).isdisjoint(held["text"])
+    assert len(train) + len(held) == len(frame) and len(held) > 0
+    headlines = headline_rows(train)
+    assert (headlines["target"] == "").all() and (headlines["n_entities"] == 1).all()
+    assert headlines["text"].is_unique

@@ -42,6 +42,7 @@ def test_same_verdicts_as_in_process(
     remote: ProcessClassifier, real_model: BatchedClassifier
 ) -> None:
     assert remote.model_version == real_model.model_version
+    assert remote.accepts_targets == real_model.accepts_targets
     assert remote.classify([]) == []
     for ours, local in zip(remote.classify(INPUTS), real_model.classify(INPUTS), strict=True):
         assert (ours.topic, ours.sentiment) == (local.topic, local.sentiment)

@@ -72,3 +72,34 @@ def test_retention_is_idempotent(engine: Engine) -> None:
     retain(engine)
     again = retain(engine)
     assert again == RetentionResult() and not again
+
+
+def test_story_bands_older_than_their_age_are_deleted_in_chunks(engine: Engine) -> None:
+    from monitor.db.models import NewsItemBandRow
+    from monitor.novelty import Linker
+
+    processor = BatchProcessor(
+        KeywordClassifier(), NewsStore(engine, SIZES, Linker()), IngestPolicy(), clock=lambda: NOW
+    )
+    processor.process(
+        [
+            RawMessage(
+                json.dumps(
+                    {"id": name, "published_at": (NOW - age).isoformat(), "headline": f"{name} x y"}
+                ).encode()
+            )
+            for name, age in AGES.items()
+        ]
+    )
+
+    def band_items() -> set[str]:
+        with engine.connect() as conn:
+            return set(conn.scalars(select(NewsItemBandRow.item_id)))
+
+    assert band_items() == set(AGES)
+    kwargs = {"items_max_age": timedelta(days=365), "windows_max_age": timedelta(days=365)}
+    result = apply_retention(
+        engine, NOW, window_sizes=SIZES, bands_max_age=timedelta(days=30), chunk=7, **kwargs
+    )
+    assert band_items() == {"at-cutoff", "recent", "fresh"}
+    assert result.story_bands == 2 * 20 and result.news_items == 0

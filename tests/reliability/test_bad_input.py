@@ -124,7 +124,7 @@ CASES = [
     Case(
         "50 000 tickers (0.5 MB)",
         doc("tk-50k", tickers=[f"T{i}" for i in range(50_000)]),
-        reason="more than 100 distinct tickers ('tickers' and cashtags)",
+        reason="more than 100 distinct tickers ('tickers', 'entities' and cashtags)",
     ),
     Case(
         "body full of cashtags",
