@@ -1,37 +1,40 @@
-"""SQL persistence of alerts and their deliveries: the outbox.
+"""SQL persistence of incidents, their notices and the deliveries that carry them: the outbox.
 
-Alerts and the deliveries they need are written in the evaluating transaction, before
-anything is sent. Sending then goes through `claim` (a conditional update, so two
-dispatchers never send the same delivery at once), the channel, and `mark_sent` only after
-the receiver accepted. A dispatcher that dies mid-send leaves a claim that expires, and the
-delivery is sent again with the same idempotency key.
+Incidents and the notices they need are written in the evaluating transaction, before
+anything is sent. A group flush (alerts/grouping.py) then turns the notices waiting in a
+group into one delivery per channel, rendered once. Sending goes through `claim` (a
+conditional update, so two dispatchers never send the same delivery at once), the channel,
+and `mark_sent` only after the receiver accepted. A dispatcher that dies mid-send leaves a
+claim that expires, and the delivery is sent again with the same idempotency key.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 
-from alerts.lifecycle import AlertState, Kind
-from alerts.models import AlertDeliveryRow, AlertRow
+from alerts.lifecycle import Incident, Kind
+from alerts.models import AlertDeliveryRow, AlertNoticeRow, AlertRow
 from monitor.db.models import table
 
 _alerts = table(AlertRow)
+_notices = table(AlertNoticeRow)
 _deliveries = table(AlertDeliveryRow)
+_CHUNK = 500
 
 
 class ConcurrentUpdate(Exception):
-    """Another worker changed the alert first; re-read and evaluate again."""
+    """Another worker changed the incident first; re-read and evaluate again."""
 
 
 @dataclass(frozen=True, slots=True)
 class StoredAlert:
-    """A firing alert as stored, with what is needed to update it safely."""
+    """An incident as stored, with what is needed to update it safely."""
 
     id: int
     fingerprint: str
@@ -39,7 +42,7 @@ class StoredAlert:
     dimension: str
     key: str
     window_seconds: int
-    state: AlertState
+    incident: Incident
     figures: dict[str, Any]
     notifications: int
     revision: int
@@ -55,6 +58,26 @@ class PendingDelivery:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingGroup:
+    """A group with notices waiting for their flush."""
+
+    group_key: str
+    channel: str
+    oldest: datetime
+    last_flush: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    id: int
+    route: int
+    kind: str
+    reason: str
+    created_at: datetime
+    alert: StoredAlert
+
+
 def _stored(row: Mapping[str, Any]) -> StoredAlert:
     return StoredAlert(
         id=row["id"],
@@ -63,12 +86,16 @@ def _stored(row: Mapping[str, Any]) -> StoredAlert:
         dimension=row["dimension"],
         key=row["key"],
         window_seconds=row["window_seconds"],
-        state=AlertState(
-            severity=row["severity"],
-            started_at=row["started_at"],
-            last_notified_at=row["last_notified_at"],
-            last_window_start=row["last_window_start"],
+        incident=Incident(
+            episode_start=row["episode_start"],
             anomalous_until=row["anomalous_until"],
+            severity=row["severity"],
+            notified_severity=row["notified_severity"],
+            detected_at=row["started_at"],
+            last_notified_at=row["last_notified_at"],
+            calm=bool(row["calm"]),
+            resolved_at=row["resolved_at"],
+            suppressed=row["suppressed_reason"],
         ),
         figures=row["figures"],
         notifications=row["notifications"],
@@ -76,16 +103,56 @@ def _stored(row: Mapping[str, Any]) -> StoredAlert:
     )
 
 
-def firing_alerts(
-    conn: Connection, fingerprints: Collection[str] | None = None
-) -> dict[str, StoredAlert]:
-    """The firing alerts, by fingerprint; all of them when `fingerprints` is None."""
-    query = select(_alerts).where(_alerts.c.state == "firing")
-    if fingerprints is not None:
-        if not fingerprints:
-            return {}
-        query = query.where(_alerts.c.fingerprint.in_(sorted(fingerprints)))
-    return {row.fingerprint: _stored(dict(row._mapping)) for row in conn.execute(query)}
+def _incident_values(incident: Incident) -> dict[str, Any]:
+    return {
+        "severity": incident.severity,
+        "state": "firing" if incident.open else "resolved",
+        "started_at": incident.detected_at,
+        "resolved_at": incident.resolved_at,
+        "last_notified_at": incident.last_notified_at,
+        "episode_start": incident.episode_start,
+        "anomalous_until": incident.anomalous_until,
+        "notified_severity": incident.notified_severity,
+        "calm": incident.calm,
+        "suppressed_reason": incident.suppressed,
+    }
+
+
+def incidents_near(
+    conn: Connection, fingerprints: Collection[str], since: datetime
+) -> dict[str, list[StoredAlert]]:
+    """By fingerprint: the open incidents, and those whose episode ended at or after `since`
+    (event time), oldest episode first: every incident a window from `since` on can join."""
+    found: dict[str, list[StoredAlert]] = {}
+    a = _alerts.c
+    names = sorted(fingerprints)
+    for offset in range(0, len(names), _CHUNK):
+        query = (
+            select(_alerts)
+            .where(
+                a.fingerprint.in_(names[offset : offset + _CHUNK]),
+                or_(a.state == "firing", a.anomalous_until >= since),
+            )
+            .order_by(a.episode_start, a.id)
+        )
+        for row in conn.execute(query):
+            found.setdefault(row.fingerprint, []).append(_stored(dict(row._mapping)))
+    return found
+
+
+def detected_since(conn: Connection, since: datetime) -> tuple[int, int]:
+    """How many incidents were detected since `since`, and how many of them are suppressed."""
+    a = _alerts.c
+    total, suppressed = conn.execute(
+        select(func.count(), func.count(a.suppressed_reason)).where(a.started_at >= since)
+    ).one()
+    return int(total), int(suppressed)
+
+
+def open_incidents(conn: Connection) -> list[StoredAlert]:
+    """Every incident not resolved yet."""
+    query = select(_alerts).where(_alerts.c.state == "firing").order_by(_alerts.c.id)
+    return [_stored(dict(row._mapping)) for row in conn.execute(query)]
 
 
 def open_alert(
@@ -96,26 +163,22 @@ def open_alert(
     dimension: str,
     key: str,
     window_seconds: int,
-    state: AlertState,
+    incident: Incident,
     figures: dict[str, Any],
+    notified: bool,
     now: datetime,
 ) -> StoredAlert:
-    """Insert a firing alert and count its first notification. A concurrent insert of the
-    same fingerprint violates `uq_alerts_firing_fingerprint` and fails the transaction."""
+    """Insert a new incident. A concurrent insert of an open incident of the same
+    fingerprint violates `uq_alerts_firing_fingerprint` and fails the transaction."""
     values = {
         "fingerprint": fingerprint,
         "rule": rule,
         "dimension": dimension,
         "key": key,
         "window_seconds": window_seconds,
-        "severity": state.severity,
-        "state": "firing",
-        "started_at": state.started_at,
-        "last_notified_at": state.last_notified_at,
-        "last_window_start": state.last_window_start,
-        "anomalous_until": state.anomalous_until,
+        **_incident_values(incident),
         "figures": figures,
-        "notifications": 1,
+        "notifications": int(notified),
         "revision": 0,
         "updated_at": now,
     }
@@ -126,27 +189,20 @@ def open_alert(
 def save_alert(
     conn: Connection,
     alert: StoredAlert,
-    after: AlertState | None,
+    incident: Incident,
     figures: dict[str, Any],
     now: datetime,
     *,
     notified: bool,
 ) -> StoredAlert:
-    """Write the alert's new state (`None`: resolved) and whether it notifies, unless
-    another worker changed the alert since it was read."""
-    state = after or alert.state
+    """Write the incident's new state, unless another worker changed it since it was read."""
     values: dict[str, Any] = {
-        "severity": state.severity,
-        "last_notified_at": state.last_notified_at,
-        "last_window_start": state.last_window_start,
-        "anomalous_until": state.anomalous_until,
+        **_incident_values(incident),
         "figures": figures,
         "notifications": alert.notifications + notified,
         "revision": alert.revision + 1,
         "updated_at": now,
     }
-    if after is None:
-        values |= {"state": "resolved", "resolved_at": now, "last_notified_at": now}
     changed = conn.execute(
         update(_alerts)
         .where(_alerts.c.id == alert.id, _alerts.c.revision == alert.revision)
@@ -156,52 +212,128 @@ def save_alert(
         raise ConcurrentUpdate(f"alert {alert.id} changed concurrently")
     return replace(
         alert,
-        state=state,
+        incident=incident,
         figures=figures,
         notifications=values["notifications"],
         revision=values["revision"],
     )
 
 
-def idempotency_key(alert: StoredAlert, sequence: int, channel: str) -> str:
-    """Stable per (incident, notification, channel): a resend carries the same key.
-
-    Each incident is its own `alerts` row, so the row id tells incidents apart even when one
-    evaluation resolves an alert and fires it again at the same instant."""
-    raw = f"{alert.fingerprint}|{alert.id}|{sequence}|{channel}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:40]
-
-
-def enqueue(
+def add_notices(
     conn: Connection,
     alert: StoredAlert,
     kind: Kind,
-    channels: Sequence[str],
-    payload_for: Callable[[str, str], dict[str, Any]],
+    reason: str,
+    targets: Sequence[tuple[int, str, str]],
     now: datetime,
 ) -> None:
-    """Store one pending delivery per channel for the alert's latest notification.
-
-    `payload_for(channel, idempotency_key)` renders each document now, so a retry later
-    sends exactly the same content."""
-    rows = []
-    for channel in channels:
-        key = idempotency_key(alert, alert.notifications, channel)
-        rows.append(
-            {
-                "alert_id": alert.id,
-                "channel": channel,
-                "kind": str(kind),
-                "idempotency_key": key,
-                "payload": payload_for(channel, key),
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-        )
+    """Queue one notice of `alert` per (route, group key, channel) in `targets`."""
+    rows = [
+        {
+            "alert_id": alert.id,
+            "channel": channel,
+            "route": route,
+            "group_key": group,
+            "kind": str(kind),
+            "reason": reason,
+            "created_at": now,
+            "delivery_id": None,
+        }
+        for route, group, channel in targets
+    ]
     if rows:
-        conn.execute(insert(_deliveries), rows)
+        conn.execute(insert(_notices), rows)
+
+
+def waiting_groups(conn: Connection) -> list[WaitingGroup]:
+    """Every group with notices waiting, with its oldest notice and its last flush."""
+    n, d = _notices.c, _deliveries.c
+    last_flush = (
+        select(func.max(d.created_at))
+        .where(d.group_key == n.group_key, d.channel == n.channel)
+        .scalar_subquery()
+    )
+    query = (
+        select(n.group_key, n.channel, func.min(n.created_at), last_flush)
+        .where(n.delivery_id.is_(None))
+        .group_by(n.group_key, n.channel)
+    )
+    return [WaitingGroup(*row) for row in conn.execute(query)]
+
+
+def waiting_notices(conn: Connection, group: str, channel: str) -> list[Notice]:
+    """The notices waiting in one group for one channel, oldest first, with their alerts."""
+    n = _notices.c
+    query = (
+        select(
+            n.id.label("notice_id"),
+            n.route.label("notice_route"),
+            n.kind.label("notice_kind"),
+            n.reason.label("notice_reason"),
+            n.created_at.label("notice_created_at"),
+            *_alerts.columns,
+        )
+        .join(_alerts, _alerts.c.id == n.alert_id)
+        .where(n.group_key == group, n.channel == channel, n.delivery_id.is_(None))
+        .order_by(n.id)
+    )
+    notices = []
+    for row in conn.execute(query):
+        fields = row._mapping
+        notices.append(
+            Notice(
+                fields["notice_id"],
+                fields["notice_route"],
+                fields["notice_kind"],
+                fields["notice_reason"],
+                fields["notice_created_at"],
+                _stored(dict(fields)),
+            )
+        )
+    return notices
+
+
+def delivery_key(group: str, channel: str, notice_ids: Sequence[int]) -> str:
+    """Stable per message: the same notices to the same channel give the same key, so two
+    dispatchers flushing one group at once cannot both store it (the key is unique)."""
+    raw = f"{group}|{channel}|{','.join(map(str, sorted(notice_ids)))}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def add_delivery(
+    conn: Connection,
+    *,
+    group: str,
+    channel: str,
+    kind: Kind,
+    idempotency_key: str,
+    payload: dict[str, Any],
+    notice_ids: Sequence[int],
+    now: datetime,
+) -> int:
+    """Store one pending message and attach the notices it carries."""
+    delivery_id = conn.execute(
+        insert(_deliveries).returning(_deliveries.c.id),
+        {
+            "channel": channel,
+            "group_key": group,
+            "kind": str(kind),
+            "idempotency_key": idempotency_key,
+            "payload": payload,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
+    ).scalar_one()
+    attached = conn.execute(
+        update(_notices)
+        .where(_notices.c.id.in_(list(notice_ids)), _notices.c.delivery_id.is_(None))
+        .values(delivery_id=delivery_id)
+    ).rowcount
+    if attached != len(notice_ids):
+        raise ConcurrentUpdate(f"group {group} was flushed concurrently")
+    return int(delivery_id)
 
 
 def due_deliveries(conn: Connection, now: datetime, limit: int) -> list[PendingDelivery]:
@@ -260,23 +392,33 @@ def mark_failed(conn: Connection, delivery_id: int, error: str) -> None:
 def list_alerts(
     conn: Connection, since: datetime, state: str | None = None
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Alerts active at any time since `since` (newest first), each with its deliveries."""
+    """Incidents active at any time since `since` (processing or event time, newest first),
+    each with the deliveries that carried its notices (or the notice, while it waits)."""
     a = _alerts.c
     query = select(_alerts).where(
-        or_(a.started_at >= since, a.resolved_at.is_(None), a.resolved_at >= since)
+        or_(
+            a.started_at >= since,
+            a.anomalous_until >= since,
+            a.resolved_at.is_(None),
+            a.resolved_at >= since,
+        )
     )
     if state is not None:
         query = query.where(a.state == state)
-    alerts = [dict(row._mapping) for row in conn.execute(query.order_by(a.started_at.desc()))]
+    alerts = [dict(row._mapping) for row in conn.execute(query.order_by(a.episode_start.desc()))]
     deliveries: dict[int, list[dict[str, Any]]] = {alert["id"]: [] for alert in alerts}
-    d = _deliveries.c
+    n, d = _notices.c, _deliveries.c
     ids = list(deliveries)
-    for offset in range(0, len(ids), 500):
+    for offset in range(0, len(ids), _CHUNK):
         rows = conn.execute(
-            select(d.alert_id, d.channel, d.kind, d.status, d.attempts, d.last_error)
-            .where(d.alert_id.in_(ids[offset : offset + 500]))
-            .order_by(d.id)
+            select(n.alert_id, n.channel, n.kind, d.status, d.attempts, d.last_error)
+            .select_from(_notices.outerjoin(_deliveries, d.id == n.delivery_id))
+            .where(n.alert_id.in_(ids[offset : offset + _CHUNK]))
+            .order_by(n.id)
         )
         for row in rows:
-            deliveries[row.alert_id].append(dict(row._mapping))
+            entry = dict(row._mapping)
+            entry["status"] = entry["status"] or "grouping"
+            entry["attempts"] = entry["attempts"] or 0
+            deliveries[entry.pop("alert_id")].append(entry)
     return [(alert, deliveries[alert["id"]]) for alert in alerts]

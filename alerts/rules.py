@@ -69,8 +69,8 @@ class RuleSettings(Section):
     resolve_z: float = 1.5
     """Hysteresis: a firing alert stays firing while its windows score at least this."""
     resolve_after: Duration | None = None
-    """Resolve once no window scored `resolve_z` for this long after the last anomalous one;
-    default: one window."""
+    """Resolve once no window scored `resolve_z` for this long after the last anomalous one
+    (or `alerts.reopen_within`, if longer); default: one window."""
     repeat_interval: Duration = timedelta(hours=4)
 
     @field_validator("window")
@@ -177,12 +177,30 @@ ChannelSettings = Annotated[
 ]
 
 
+GroupLabel = Literal["rule", "dimension", "key"]
+
+
 class RouteSettings(Section):
-    """Which rules (by name, `*` for all) notify which channels, from which severity up."""
+    """Which rules (by name, `*` for all) notify which channels, from which severity up, and
+    how their notifications are grouped into messages (as Alertmanager's routes do)."""
 
     rules: list[str] = Field(default=["*"], min_length=1)
     channels: list[str] = Field(min_length=1)
     min_severity: Severity = "info"
+    group_by: list[GroupLabel] = Field(default_factory=list)
+    """Alerts that agree on these labels share a group (one message per flush); empty: every
+    alert of the route in one group, so a ticker, its topic and the market arrive together."""
+    group_wait: Duration = timedelta(seconds=30)
+    """How long a new group waits for more alerts before its first message."""
+    group_interval: Duration = timedelta(minutes=5)
+    """The least time between two messages of one group; changes meanwhile wait for it."""
+
+    @field_validator("group_by")
+    @classmethod
+    def _unique_labels(cls, labels: list[str]) -> list[str]:
+        if len(labels) != len(set(labels)):
+            raise ValueError(f"group_by labels must be unique: {labels}")
+        return labels
 
 
 class DeliverySettings(Section):
@@ -242,6 +260,24 @@ class AlertSettings(Section):
     fire up to this much (plus the evaluation's own time) after the news is stored."""
     sample_headlines: int = Field(default=3, ge=0, le=20)
     """How many of the window's most bearish headlines a notification carries."""
+    allowed_lateness: Duration = timedelta(minutes=2)
+    """Event time: how far behind the newest item of its partition an item may arrive and
+    still count before its window is judged. The watermark is the newest `published_at`
+    per input partition minus this, the minimum over the partitions; a window is judged
+    (and can open or resolve an incident) once the watermark passes its end."""
+    idle_timeout: Duration = timedelta(minutes=1)
+    """Processing time: a partition with no item for this long stops holding the watermark
+    back; when all are idle, the watermark moves up to the wall clock minus
+    `allowed_lateness` (a quiet stream still resolves its incidents). Also the longest that
+    judging waits while late items keep arriving (a backlog out of order)."""
+    reopen_within: Duration = timedelta(minutes=30)
+    """Event time: an anomalous window less than this after (or before) an incident's
+    episode belongs to that incident: a key that calms down and fires again within it
+    re-opens the same incident silently, and an incident resolves (and says so) only once
+    its key stayed calm this long."""
+    notify_max_age: Duration = timedelta(hours=1)
+    """Processing time: an incident found in a window that ended longer ago than this (a
+    replay, a long backlog) is history: stored, with the reason, but never delivered."""
     rules: list[RuleSettings] = Field(default_factory=lambda: list(DEFAULT_RULES))
     channels: dict[str, ChannelSettings] = Field(
         default_factory=lambda: dict[str, ChannelSettings](log=LogChannelSettings(type="log"))
@@ -249,7 +285,7 @@ class AlertSettings(Section):
     routes: list[RouteSettings] = Field(default_factory=lambda: [RouteSettings(channels=["log"])])
     delivery: DeliverySettings = DeliverySettings()
 
-    @field_validator("evaluate_every")
+    @field_validator("evaluate_every", "idle_timeout")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -276,12 +312,18 @@ class AlertSettings(Section):
                 )
         return self
 
-    def channels_for(self, rule: str, severity: str) -> list[str]:
-        """The channels an alert of `rule` at `severity` goes to, in config order, once each."""
-        chosen: dict[str, None] = {}
-        for route in self.routes:
+    def routes_for(self, rule: str, severity: str) -> list[tuple[int, str]]:
+        """(route index, channel) for each channel an alert of `rule` at `severity` goes to,
+        in config order, once per channel (the first route naming it groups it)."""
+        chosen: dict[str, int] = {}
+        for index, route in enumerate(self.routes):
             if ("*" in route.rules or rule in route.rules) and SEVERITY_RANK[
                 severity
             ] >= SEVERITY_RANK[route.min_severity]:
-                chosen.update(dict.fromkeys(route.channels))
-        return list(chosen)
+                for channel in route.channels:
+                    chosen.setdefault(channel, index)
+        return [(index, channel) for channel, index in chosen.items()]
+
+    def channels_for(self, rule: str, severity: str) -> list[str]:
+        """The channels an alert of `rule` at `severity` goes to, in config order, once each."""
+        return [channel for _, channel in self.routes_for(rule, severity)]

@@ -10,7 +10,7 @@ stored; replay calls `process`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -113,11 +113,25 @@ def isolating(
         return merge(first, isolating(parts[middle:], run, merge, give_up))
 
 
+def event_progress(batch: ClassifiedBatch) -> dict[Hashable, datetime]:
+    """The newest `published_at` of a batch per input partition (None: a replayed file),
+    which drives the alerts' watermark; redelivered items count too (they are the stream)."""
+    newest: dict[Hashable, datetime] = {}
+    for classified, _ in batch.classified:
+        partition = classified.origin.partition if classified.origin else None
+        at = classified.item.published_at
+        if partition not in newest or at > newest[partition]:
+            newest[partition] = at
+    return newest
+
+
 class BatchProcessor:
     """Wires the pure decoder, a classifier and the store together for one batch.
 
-    `on_windows_stored` is told the windows each stored batch touched (the alert service
-    notes them for its next evaluation); the core does not know who listens."""
+    `on_windows_stored` is told the windows each stored batch touched and the batch's
+    newest `published_at` per input partition (`event_progress`: the alert service notes
+    the windows for its next evaluation and advances its watermark); the core does not
+    know who listens."""
 
     def __init__(
         self,
@@ -125,7 +139,8 @@ class BatchProcessor:
         store: NewsStore,
         policy: IngestPolicy,
         *,
-        on_windows_stored: Callable[[Collection[WindowKey]], None] | None = None,
+        on_windows_stored: Callable[[Collection[WindowKey], Mapping[Hashable, datetime]], None]
+        | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.classifier = classifier
@@ -170,7 +185,7 @@ class BatchProcessor:
                 )
             )
         if self.on_windows_stored is not None:
-            self.on_windows_stored(outcome.stored.windows.keys())
+            self.on_windows_stored(outcome.stored.windows.keys(), event_progress(batch))
         return outcome
 
     def _classify(self, messages: Sequence[RawMessage], now: datetime) -> ClassifiedBatch:

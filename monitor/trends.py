@@ -143,8 +143,8 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 def plot_trends(frame: pd.DataFrame, alerts: pd.DataFrame, query: TrendQuery, path: Path) -> Figure:
     """Draw one panel per key to `path`: volume bars by sentiment, the mean score line, and
-    a shaded span per row of `alerts` (columns key, rule, severity, start, until; see
-    `alerts.spans`). Returns the figure, so tests can look at what was drawn."""
+    a shaded span per row of `alerts` (columns key, rule, severity, start, until, detected;
+    see `alerts.spans`). Returns the figure, so tests can look at what was drawn."""
     window = query.window
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
@@ -198,15 +198,17 @@ def _label(dimension: str, key: str) -> str:
 
 
 def _shade_alert(ax: Axes, alert: Any) -> None:
-    """Shade the span `alert` was anomalous in, with a line and its rule where it began."""
+    """Shade the episode of `alert` (event time), with a line and its rule where it began
+    and when it was detected (processing time), which a replay puts long after."""
     start, until = (
         pd.Timestamp(t).tz_convert(UTC).tz_localize(None) for t in (alert.start, alert.until)
     )
     color = SEVERITY_COLORS.get(alert.severity, "#9467bd")
     ax.axvspan(start, until, color=color, alpha=0.25, linewidth=0)
     ax.axvline(start, color=color, linewidth=1.5)
+    detected = pd.Timestamp(alert.detected).tz_convert(UTC).strftime("%H:%M")
     ax.annotate(
-        f"{alert.rule} ({alert.severity})",
+        f"{alert.rule} ({alert.severity}), detected {detected}",
         (start, 1),
         xycoords=("data", "axes fraction"),
         xytext=(3, -12),

@@ -94,7 +94,7 @@ class PipelineMetrics(PipelineHooks):
         self._lag_kafka = self.lag_seconds.labels("kafka_timestamp")
         self.alert_events = counter(
             "finmon_alert_events",
-            "Alert notifications decided, by kind: firing (an alert fired), repeat, resolved.",
+            "Alert notifications decided, by kind: firing, escalated, repeat, resolved.",
             ["rule", "kind", "severity"],
         )
         self.deliveries = counter(

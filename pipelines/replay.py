@@ -4,6 +4,10 @@ Each line is one message, exactly as it would arrive on the input topic, and eac
 through the same `BatchProcessor.process` as the worker's. Rejected lines are written, with
 their reason and line number, to a dead-letter JSONL file beside the input, so nothing is
 lost here either.
+
+Alerts are judged as the worker judges them (closed windows, in event time). Incidents in
+windows older than `alerts.notify_max_age` are history: stored, with the reason, never
+delivered, so a replay of old data emails no one.
 """
 
 from __future__ import annotations
@@ -29,14 +33,21 @@ class ReplaySummary:
     duplicates: int = 0
     rejected: int = 0
     windows_written: int = 0
+    incidents: int = 0
+    """Alert incidents this replay found."""
+    history: int = 0
+    """Of those, incidents stored as history: never delivered (`alerts.notify_max_age`)."""
     alerts: int = 0
+    """Alert messages delivered."""
     dead_letter_file: Path | None = None
 
     def __str__(self) -> str:
         text = (
             f"lines read: {self.lines}\nitems stored: {self.stored}\n"
             f"duplicates skipped: {self.duplicates}\nrejected: {self.rejected}\n"
-            f"windows written: {self.windows_written}\nalert notifications: {self.alerts}"
+            f"windows written: {self.windows_written}\n"
+            f"alert incidents: {self.incidents} ({self.history} stored as history, not "
+            f"delivered)\nalert messages delivered: {self.alerts}"
         )
         if self.dead_letter_file:
             text += f"\nrejected lines written to: {self.dead_letter_file}"
@@ -79,6 +90,7 @@ def replay(
     alert service, judge the windows as the worker's timer would, and all of them at the
     end, then deliver the notifications."""
     summary = ReplaySummary()
+    started = datetime.now(UTC)
     windows: set[object] = set()
     dlq_path = path.with_name(path.name + ".rejected.jsonl")
     dlq = None
@@ -104,7 +116,9 @@ def replay(
             dlq.close()
     summary.windows_written = len(windows)
     if alerts is not None:
-        alerts.evaluate_pending()  # rules are paced: judge what the last batches wrote
+        alerts.finish_input()  # the file has ended: every window is closed
+        alerts.evaluate_pending()  # judge what the last batches wrote
         alerts.sweep(datetime.now(UTC))  # resolve episodes that ended in the file
         summary.alerts = alerts.deliver_pending_until_idle()
+        summary.incidents, summary.history = alerts.incidents_detected_since(started)
     return summary

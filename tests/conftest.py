@@ -22,6 +22,7 @@ settings.register_profile("finmon", deadline=None, suppress_health_check=[Health
 settings.load_profile("finmon")
 
 TABLES = (
+    "alert_notices",
     "alert_deliveries",
     "alerts",
     "news_item_tickers",

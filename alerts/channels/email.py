@@ -17,58 +17,72 @@ from typing import Any
 from pydantic import SecretStr
 
 from alerts.channels.base import DeliveryError, Notification
-from alerts.rules import EmailChannelSettings
+from alerts.rules import SEVERITY_RANK, EmailChannelSettings
 
 
 def render_email(
     notification: Notification, *, from_addr: str, to_addrs: list[str], subject_prefix: str
 ) -> EmailMessage:
-    """A plain-text email of the notification; its Message-ID is the idempotency key, so
+    """A plain-text email of one group message; its Message-ID is the idempotency key, so
     mail systems can drop a resend too."""
     doc = notification.payload
-    alert, figures = doc["alert"], doc["figures"]
+    alerts = doc["alerts"]
+    top = max(alerts, key=lambda a: SEVERITY_RANK[a["severity"]])
     msg = EmailMessage()
     msg["Subject"] = (
-        f"{subject_prefix} {doc['kind'].upper()} [{alert['severity']}] {doc['summary']}"
+        f"{subject_prefix} {doc['kind'].upper()} [{top['severity']}] {doc['summary']}"
     ).strip()
     msg["From"] = from_addr
     msg["To"] = ", ".join(to_addrs)
     msg["Date"] = format_datetime(datetime.fromisoformat(doc["created_at"]))
     msg["Message-ID"] = f"<{notification.idempotency_key}@finmon>"
     msg["X-Finmon-Idempotency-Key"] = notification.idempotency_key
-    msg["X-Finmon-Fingerprint"] = alert["fingerprint"]
-    msg.set_content(_body(doc, alert, figures))
+    msg["X-Finmon-Group"] = doc["group"]["key"]
+    msg.set_content(_body(doc))
     return msg
 
 
-def _body(doc: dict[str, Any], alert: dict[str, Any], figures: dict[str, Any]) -> str:
+def _body(doc: dict[str, Any]) -> str:
+    alerts = doc["alerts"]
+    labels = ", ".join(f"{k}={v}" for k, v in doc["group"]["labels"].items()) or "all alerts"
     lines = [
-        f"finmon alert {doc['kind'].upper()} ({alert['severity']})",
+        f"finmon: {len(alerts)} alert{'s' if len(alerts) != 1 else ''} in this group "
+        f"({labels}), {doc['kind']}",
         "",
-        doc["summary"],
-        f"Reason: {doc['reason']}",
-        "",
+    ]
+    lines += [f"- {a['kind'].upper()} [{a['severity']}] {a['summary']}" for a in alerts]
+    for alert in alerts:
+        lines += ["", "-" * 72, *_alert_lines(alert)]
+    return "\n".join(lines) + "\n"
+
+
+def _alert_lines(alert: dict[str, Any]) -> list[str]:
+    figures, window = alert["figures"], alert["window"]
+    lines = [
+        f"{alert['kind'].upper()} ({alert['severity']}): {alert['summary']}",
+        f"Reason:         {alert['reason']}",
         f"Rule:           {alert['rule']} ({alert['dimension']} {alert['key']})",
-        f"Window:         {figures['window_start']} to {figures['window_end']}",
+        f"Episode (event time): {window['start']} to {window['end']}",
+        f"Peak window:    {figures['window_start']} to {figures['window_end']}",
         f"Items:          {figures['n_total']} ({figures['n_bearish']} bearish, "
         f"{figures['n_neutral']} neutral, {figures['n_bullish']} bullish)",
         f"Negative share: {figures['negative_share']:.1%} "
         f"(baseline {figures['baseline_share']:.1%} over {figures['baseline_windows']} windows)",
         f"Score:          {figures['score']:.2f} "
         f"(z share {figures['z_share']:.2f}, z count {figures['z_count']:.2f})",
-        f"Started:        {alert['started_at']}",
+        f"Detected:       {alert['detected_at']}",
     ]
     if alert["resolved_at"]:
         lines.append(f"Resolved:       {alert['resolved_at']}")
-    if doc["headlines"]:
+    if alert["headlines"]:
         lines += ["", "Most bearish headlines:"]
         lines += [
             f"- [{h['sentiment']} {h['sentiment_score']:+.2f}] {h['headline']}"
             + (f" <{h['url']}>" if h["url"] else "")
-            for h in doc["headlines"]
+            for h in alert["headlines"]
         ]
-    lines += ["", f"Fingerprint: {alert['fingerprint']}"]
-    return "\n".join(lines) + "\n"
+    lines.append(f"Fingerprint: {alert['fingerprint']}")
+    return lines
 
 
 class EmailChannel:

@@ -1,4 +1,5 @@
-"""`finmon alerts`: the alerts of a period with the status of their deliveries."""
+"""`finmon alerts`: the incidents of a period, their episode in event time, when they were
+detected (processing time), and the status of their deliveries."""
 
 from __future__ import annotations
 
@@ -45,12 +46,16 @@ def alerts_table(rows: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> pd.
                 if alert["dimension"] == "all"
                 else f"{alert['dimension']}:{alert['key']}",
                 "window": format_duration(timedelta(seconds=alert["window_seconds"])),
-                "started (UTC)": _minute(alert["started_at"]),
+                "episode, event time (UTC)": f"{_minute(alert['episode_start'])} to "
+                f"{alert['anomalous_until'].strftime('%H:%M')}",
+                "detected (UTC)": _minute(alert["started_at"]),
                 "resolved (UTC)": _minute(alert["resolved_at"]),
                 "bearish": f"{alert['figures']['negative_share']:.0%}",
                 "baseline": f"{alert['figures']['baseline_share']:.0%}",
                 "score": round(alert["figures"]["score"], 1),
-                "deliveries": _deliveries(deliveries),
+                "deliveries": _deliveries(deliveries)
+                if not alert["suppressed_reason"]
+                else "not delivered: " + alert["suppressed_reason"].split(":")[0],
                 "last error": _last_error(deliveries),
             }
             for alert, deliveries in rows

@@ -19,9 +19,9 @@ from sqlalchemy import Engine
 
 from alerts.channels import Notification
 from alerts.detection import Figures
-from alerts.lifecycle import AlertState, Kind
+from alerts.lifecycle import Incident, Kind
 from alerts.outbox import StoredAlert
-from alerts.payload import figures_document, notification_document
+from alerts.payload import alert_document, figures_document, message_document
 from monitor.contract import NewsItem
 from monitor.db.store import NewsStore, StoreResult
 from monitor.model.interface import Classification
@@ -76,9 +76,10 @@ class Feed:
 
 
 def notification(kind: Kind = Kind.FIRING, key: str = "idem-1") -> Notification:
-    """A realistic notification document, as the service renders it."""
+    """A realistic notification document (one group of one alert), as the service renders it."""
     window = WindowKey(300, T0, "ticker", "ACME")
     figures = Figures(8, 6, 2, 0, -0.7, 0.75, 12, 60, 0.19, 1.0, 4.2, 5.0, 4.2)
+    resolved = T0 + dt.timedelta(minutes=40) if kind is Kind.RESOLVED else None
     alert = StoredAlert(
         id=7,
         fingerprint="f" * 32,
@@ -86,7 +87,15 @@ def notification(kind: Kind = Kind.FIRING, key: str = "idem-1") -> Notification:
         dimension="ticker",
         key="ACME",
         window_seconds=300,
-        state=AlertState("warning", T0, T0, T0, window.window_end),
+        incident=Incident(
+            T0,
+            window.window_end,
+            "warning",
+            "warning",
+            T0 + dt.timedelta(minutes=7),
+            T0,
+            resolved_at=resolved,
+        ),
         figures=figures_document(window, figures, "share"),
         notifications=1,
         revision=0,
@@ -100,14 +109,16 @@ def notification(kind: Kind = Kind.FIRING, key: str = "idem-1") -> Notification:
         "sentiment": "bearish",
         "sentiment_score": -0.93,
     }
-    document = notification_document(
-        alert=alert,
+    reason = "negative share 75% against a baseline of 19% (score 4.2)"
+    document = message_document(
         kind=kind,
-        reason="negative share 75% against a baseline of 19% (score 4.2)",
-        headlines=[headline],
+        alerts=[alert_document(alert, str(kind), reason, [headline])],
+        group_key="g" * 40,
+        labels={},
+        route=0,
         channel="test",
         idempotency_key=key,
-        now=T0 + dt.timedelta(minutes=2),
+        now=T0 + dt.timedelta(minutes=8),
     )
     return Notification(key, str(kind), document)
 

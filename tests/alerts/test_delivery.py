@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from alerts import outbox
 from alerts.channels import DeliveryError, Notification
 from alerts.delivery import DeliveryStats, Dispatcher, RetryPolicy
-from alerts.lifecycle import AlertState, Kind
+from alerts.lifecycle import Incident, Kind
 from alerts.models import AlertDeliveryRow
 from tests.alerts.conftest import T0
 
@@ -56,8 +56,8 @@ class ScriptedChannel:
 
 
 def queue(engine: Engine, channels: list[str]) -> None:
-    """One firing alert with a pending delivery per channel, as `evaluate` stores them."""
-    state = AlertState("warning", T0, T0, T0, T0 + timedelta(minutes=5))
+    """One firing incident with a pending message per channel, as a group flush stores them."""
+    incident = Incident(T0, T0 + timedelta(minutes=5), "warning", "warning", T0, T0)
     with engine.begin() as conn:
         alert = outbox.open_alert(
             conn,
@@ -66,18 +66,25 @@ def queue(engine: Engine, channels: list[str]) -> None:
             dimension="ticker",
             key="ACME",
             window_seconds=300,
-            state=state,
+            incident=incident,
             figures={"score": 4.0},
+            notified=True,
             now=T0,
         )
-        outbox.enqueue(
-            conn,
-            alert,
-            Kind.FIRING,
-            channels,
-            lambda channel, key: {"channel": channel, "idempotency_key": key},
-            T0,
-        )
+        outbox.add_notices(conn, alert, Kind.FIRING, "r", [(0, "g", c) for c in channels], T0)
+        for channel in channels:
+            [notice] = outbox.waiting_notices(conn, "g", channel)
+            key = outbox.delivery_key("g", channel, [notice.id])
+            outbox.add_delivery(
+                conn,
+                group="g",
+                channel=channel,
+                kind=Kind.FIRING,
+                idempotency_key=key,
+                payload={"channel": channel, "idempotency_key": key},
+                notice_ids=[notice.id],
+                now=T0,
+            )
 
 
 def deliveries(engine: Engine) -> list[Any]:

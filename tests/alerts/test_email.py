@@ -6,7 +6,7 @@ import email
 import email.policy
 import ssl
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -112,6 +112,30 @@ def test_subject_and_body_describe_the_alert(smtp_server: StartServer, tls_files
     assert "Negative share: 75.0% (baseline 19.0% over 12 windows)" in body
     assert "[bearish -0.93] ACME plunges after profit warning <https://news.example/1>" in body
     assert "Rule:           ticker-negative-spike (ticker ACME)" in body
+
+
+def test_a_group_email_lists_every_alert_with_its_times(
+    smtp_server: StartServer, tls_files: TlsFiles
+) -> None:
+    note = notification()
+    ticker = note.payload["alerts"][0]
+    market = {**ticker, "dimension": "all", "key": "*", "severity": "critical"}
+    market["summary"] = "market: 40% bearish (24/60) in 5m vs 15% baseline"
+    payload = {
+        **note.payload,
+        "alerts": [ticker, market],
+        "summary": f"{ticker['summary']} (+1 more)",
+    }
+    box = smtp_server("none")
+    email_channel(box, tls_files).send(replace(note, payload=payload))
+    [msg] = box.messages
+    assert msg["Subject"].startswith("[finmon] FIRING [critical] ticker ACME")
+    assert msg["Subject"].endswith("(+1 more)")
+    body = msg.get_content()
+    assert "2 alerts in this group (all alerts), firing" in body
+    assert "- FIRING [warning] ticker ACME" in body and "- FIRING [critical] market" in body
+    assert body.count("Episode (event time): 2026-01-05T09:00:00+00:00 to") == 2
+    assert "Detected:       2026-01-05T09:07:00+00:00" in body
 
 
 def test_resolved_email(smtp_server: StartServer, tls_files: TlsFiles) -> None:

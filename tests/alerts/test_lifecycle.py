@@ -1,24 +1,33 @@
-"""The alert lifecycle: table-driven transitions, and streams run on a fake clock."""
+"""Incidents in event time: lifecycle tables, and the permutation property (same items,
+any order within the allowed lateness, same incidents). Pure, on a fake clock."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerts.detection import Assessment, Figures, Status, assess, baseline_of
-from alerts.lifecycle import AlertState, Kind, fingerprint, observe, sweep
+from alerts.lifecycle import Incident, Kind, Policy, advance, fingerprint, judge
+from alerts.pacing import EvaluationPacer
 from alerts.rules import RuleSettings
-from monitor.windows import WindowCounts, WindowKey
+from alerts.watermark import Watermark
+from monitor.windows import WindowCounts, WindowKey, window_start
 
 SIZE = timedelta(minutes=5)
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-REPEAT = timedelta(hours=4)
+NOW = T0 + timedelta(hours=4)
+POLICY = Policy(
+    repeat_interval=timedelta(hours=4),
+    reopen_within=timedelta(minutes=15),
+    quiet_period=SIZE,
+    notify_max_age=timedelta(hours=1),
+)
 FIGURES = Figures(10, 8, 2, 0, -0.7, 0.8, 12, 60, 0.2, 1.0, 6.0, 7.0, 6.0)
 
 
@@ -30,273 +39,285 @@ def verdict(status: Status, severity: str | None = None) -> Assessment:
     return Assessment(status, severity, FIGURES)  # type: ignore[arg-type]
 
 
-FIRING = AlertState(
-    severity="warning",
-    started_at=T0 + SIZE,
-    last_notified_at=T0 + SIZE,
-    last_window_start=window(1).window_start,
-    anomalous_until=window(1).window_end,
-)
+def firing(first: int, last: int, **changes: object) -> Incident:
+    """An open incident over windows first..last, notified at warning."""
+    base = Incident(
+        window(first).window_start,
+        window(last).window_end,
+        "warning",
+        "warning",
+        NOW - timedelta(minutes=30),
+        NOW - timedelta(minutes=30),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def test_fingerprint_is_stable_and_distinguishes_its_parts() -> None:
-    assert fingerprint("r", "ticker", "ACME") == fingerprint("r", "ticker", "ACME")
-    assert (
-        len(
-            {
-                fingerprint(*p)
-                for p in [("r", "ticker", "A"), ("r", "topic", "A"), ("s", "ticker", "A")]
-            }
-        )
-        == 3
-    )
+    parts = [("r", "ticker", "A"), ("r", "topic", "A"), ("s", "ticker", "A")]
+    assert fingerprint(*parts[0]) == fingerprint(*parts[0])
+    assert len({fingerprint(*p) for p in parts}) == 3
+
+
+FIRE = verdict(Status.FIRING, "warning")
+CRIT = verdict(Status.FIRING, "critical")
+CALM = verdict(Status.NORMAL)
+HIGH = verdict(Status.ELEVATED)
 
 
 @pytest.mark.parametrize(
-    ("case", "state", "assessment", "win", "now", "notify", "firing_after", "reason"),
+    ("case", "incidents", "assessment", "win", "now", "home", "notify", "check"),
     [
         (
-            "fires",
+            "opens",
+            [],
+            FIRE,
+            40,
+            NOW,
             None,
-            verdict(Status.FIRING, "warning"),
-            1,
-            1.5,
             Kind.FIRING,
-            True,
-            "negative share",
+            lambda i: i.episode_start == window(40).window_start,
+        ),
+        ("calm key: nothing", [], CALM, 40, NOW, None, None, lambda i: i is None),
+        (
+            "history is stored, not notified",
+            [],
+            FIRE,
+            10,
+            NOW,
+            None,
+            None,
+            lambda i: i.suppressed and i.notified_severity is None,
         ),
         (
-            "elevated alone never opens",
-            None,
-            verdict(Status.ELEVATED),
-            1,
-            1.5,
-            None,
-            False,
-            "not firing",
-        ),
-        ("normal", None, verdict(Status.NORMAL), 1, 1.5, None, False, "not firing"),
-        (
-            "dedup while firing",
-            FIRING,
-            verdict(Status.FIRING, "warning"),
-            1,
-            1.9,
-            None,
-            True,
             "deduplicated",
-        ),
-        (
-            "dedup on lower severity",
-            FIRING,
-            verdict(Status.FIRING, "info"),
-            2,
-            2.5,
-            None,
-            True,
-            "deduplicated",
-        ),
-        (
-            "severity rises",
-            FIRING,
-            verdict(Status.FIRING, "critical"),
-            2,
-            2.5,
-            Kind.REPEAT,
-            True,
-            "severity rose",
-        ),
-        (
-            "repeat interval passed",
-            FIRING,
-            verdict(Status.ELEVATED),
-            60,
-            60.5,
-            Kind.REPEAT,
-            True,
-            "repeat interval",
-        ),
-        (
-            "open window normal so far",
-            FIRING,
-            verdict(Status.NORMAL),
-            2,
-            2.2,
-            None,
-            True,
-            "open window",
-        ),
-        (
-            "closed window normal",
-            FIRING,
-            verdict(Status.NORMAL),
-            2,
-            3.5,
-            Kind.RESOLVED,
-            False,
-            "closed normal",
-        ),
-        (
-            "closed window quiet",
-            FIRING,
-            verdict(Status.BELOW_MINIMUM),
-            2,
-            3.5,
-            Kind.RESOLVED,
-            False,
-            "minimum",
-        ),
-        (
-            "late item in an older window",
-            FIRING,
-            verdict(Status.NORMAL),
+            [firing(40, 41)],
+            FIRE,
+            42,
+            NOW,
             0,
-            3.5,
             None,
-            True,
-            "older",
+            lambda i: i.anomalous_until == window(42).window_end,
+        ),
+        (
+            "late window extends it backwards",
+            [firing(40, 42)],
+            FIRE,
+            39,
+            NOW,
+            0,
+            None,
+            lambda i: i.episode_start == window(39).window_start,
+        ),
+        (
+            "late window never opens a second one",
+            [firing(40, 42)],
+            FIRE,
+            41,
+            NOW,
+            0,
+            None,
+            lambda i: i.anomalous_until == window(42).window_end,
+        ),
+        (
+            "escalates",
+            [firing(40, 41)],
+            CRIT,
+            42,
+            NOW,
+            0,
+            Kind.ESCALATED,
+            lambda i: i.notified_severity == "critical",
+        ),
+        (
+            "repeats after the interval",
+            [firing(40, 41)],
+            HIGH,
+            42,
+            NOW + timedelta(hours=5),
+            0,
+            Kind.REPEAT,
+            lambda i: i.last_notified_at == NOW + timedelta(hours=5),
+        ),
+        (
+            "a normal closed window calms it",
+            [firing(40, 41)],
+            CALM,
+            42,
+            NOW,
+            0,
+            None,
+            lambda i: i.calm and i.open,
+        ),
+        (
+            "a normal window inside the episode does not",
+            [firing(40, 42)],
+            CALM,
+            41,
+            NOW,
+            0,
+            None,
+            lambda i: not i.calm,
+        ),
+        (
+            "fires again within reopen_within: same incident, silent",
+            [firing(40, 41, calm=True)],
+            FIRE,
+            44,
+            NOW,
+            0,
+            None,
+            lambda i: not i.calm,
+        ),
+        (
+            "elevated does not revive a calm one",
+            [firing(40, 41, calm=True)],
+            HIGH,
+            43,
+            NOW,
+            0,
+            None,
+            lambda i: i.calm and i.anomalous_until == window(41).window_end,
+        ),
+        (
+            "late window of a resolved incident updates it",
+            [firing(40, 41, resolved_at=NOW, calm=True)],
+            FIRE,
+            42,
+            NOW,
+            0,
+            None,
+            lambda i: not i.open and i.anomalous_until == window(42).window_end,
+        ),
+        (
+            "beyond reopen_within: a new episode",
+            [firing(40, 41, resolved_at=NOW)],
+            FIRE,
+            46,
+            NOW,
+            None,
+            Kind.FIRING,
+            lambda i: i.episode_start == window(46).window_start,
         ),
     ],
 )
-def test_observe(
+def test_judge(
     case: str,
-    state: AlertState | None,
+    incidents: list[Incident],
     assessment: Assessment,
     win: int,
-    now: float,
+    now: datetime,
+    home: int | None,
     notify: Kind | None,
-    firing_after: bool,
-    reason: str,
+    check: object,
 ) -> None:
-    decision = observe(state, assessment, window(win), T0 + now * SIZE, REPEAT)
-    assert decision.notify is notify, case
-    assert (decision.after is not None) is firing_after, case
-    assert reason in decision.reason, case
+    index, decision = judge(incidents, assessment, window(win), now, POLICY)
+    assert (index, decision.notify) == (home, notify), decision.reason
+    assert check(decision.after), decision.reason  # type: ignore[operator]
+    assert decision.reason
 
 
-def test_escalation_keeps_the_highest_severity_and_stamps_the_notification() -> None:
-    now = T0 + 2.5 * SIZE
-    up = observe(FIRING, verdict(Status.FIRING, "critical"), window(2), now, REPEAT).after
-    assert up is not None and (up.severity, up.last_notified_at) == ("critical", now)
-    down = observe(up, verdict(Status.FIRING, "warning"), window(3), now + SIZE, REPEAT).after
-    assert down is not None and down.severity == "critical"
+@pytest.mark.parametrize(
+    ("incident", "watermark", "notify", "resolved"),
+    [
+        (firing(40, 41), window(43).window_end, None, False),  # 15 min hold not over
+        (firing(40, 41), window(45).window_end, Kind.RESOLVED, True),
+        (firing(40, 41, calm=True), window(45).window_end, Kind.RESOLVED, True),
+        (
+            firing(40, 41, notified_severity=None, suppressed="history"),
+            window(45).window_end,
+            None,
+            True,
+        ),  # history resolves silently
+        (firing(40, 41), None, None, False),
+    ],
+)
+def test_advance(
+    incident: Incident, watermark: datetime | None, notify: Kind | None, resolved: bool
+) -> None:
+    decision = advance(incident, watermark, NOW, POLICY)
+    assert decision.notify == notify
+    assert decision.after is not None and (not decision.after.open) is resolved
 
 
-def test_anomalous_windows_extend_the_alert() -> None:
-    after = observe(FIRING, verdict(Status.ELEVATED), window(3), T0 + 3.5 * SIZE, REPEAT).after
-    assert after == replace(
-        FIRING, last_window_start=window(3).window_start, anomalous_until=window(3).window_end
-    )
+# --- the permutation property ----------------------------------------------------------
+
+RULE = RuleSettings(
+    name="r",
+    dimension="ticker",
+    window=SIZE,
+    min_volume=5,
+    min_bearish=3,
+    min_share_increase=0.3,
+)
+LATENESS = timedelta(minutes=2)
 
 
-@pytest.mark.parametrize(("minutes", "resolves"), [(0, False), (4, False), (5, True), (60, True)])
-def test_sweep_resolves_after_the_quiet_period(minutes: int, resolves: bool) -> None:
-    now = FIRING.anomalous_until + timedelta(minutes=minutes)
-    decision = sweep(FIRING, now, SIZE)
-    assert (decision.notify is Kind.RESOLVED) is resolves
-    assert (decision.after is None) is resolves
+def stream(seed: int) -> list[tuple[datetime, str]]:
+    """Two hours of calm news on one key with one or two bearish bursts."""
+    rng = random.Random(seed)
+    items = []
+    for minute in range(120):
+        for _ in range(rng.randint(0, 3)):
+            sentiment = "bearish" if rng.random() < 0.15 else rng.choice(["neutral", "bullish"])
+            items.append((T0 + timedelta(minutes=minute, seconds=rng.randint(0, 59)), sentiment))
+    for start in rng.sample(range(60, 110, 10), rng.randint(1, 2)):
+        for k in range(rng.randint(10, 14)):
+            items.append((T0 + timedelta(minutes=start, seconds=20 * k), "bearish"))
+    return sorted(items)
 
 
-# --- streams on a fake clock --------------------------------------------------------------
+def run(arrivals: list[tuple[datetime, str]], batch: int) -> list[tuple[datetime, datetime, str]]:
+    """The worker's path in miniature: batches stored, the watermark noted, closed and settled
+    windows judged in event-time order, incidents advanced; at the end the input finishes."""
+    counts: dict[datetime, WindowCounts] = defaultdict(WindowCounts)
+    pacer, mark = EvaluationPacer(0), Watermark(LATENESS, timedelta(hours=1))
+    incidents: list[Incident] = []
+    now = T0 + timedelta(hours=3)
 
-RULE = RuleSettings(name="r", dimension="ticker", window=SIZE, min_volume=5, min_bearish=3)
+    def evaluate(windows: list[WindowKey], clock: float) -> None:
+        for key in sorted(windows):
+            baseline = baseline_of(counts, key.window_start, SIZE, RULE.baseline_windows)
+            index, decision = judge(
+                incidents, assess(RULE, counts[key.window_start], baseline), key, now, POLICY
+            )
+            if decision.after is not None:
+                if index is None:
+                    incidents.append(decision.after)
+                else:
+                    incidents[index] = decision.after
+        for i, incident in enumerate(incidents):
+            after = advance(incident, mark.current(clock, T0), now, POLICY).after
+            incidents[i] = after or incident
 
-
-def spread(bearish: int, total: int) -> list[bool]:
-    """`total` items with `bearish` of them spread evenly: every prefix is at most as
-    bearish as the whole window."""
-    return [(i + 1) * bearish // total > i * bearish // total for i in range(total)]
-
-
-def run(
-    stream: Sequence[tuple[int, int]], rule: RuleSettings = RULE, checks: int = 3
-) -> list[Kind]:
-    """Feed windows of (bearish, total) items in order, the way the worker does: each window
-    is evaluated `checks` times as it fills, the sweep runs after each evaluation, and a last
-    sweep runs long after the stream ended. Returns the notifications."""
-    history: dict[datetime, WindowCounts] = {}
-    state: AlertState | None = None
-    sent: list[Kind] = []
-    for i, (bearish, total) in enumerate(stream):
-        key = WindowKey(rule.window_seconds, T0 + i * rule.window, "ticker", "ACME")
-        items = spread(bearish, total)
-        for check in range(1, checks + 1):
-            seen = items[: len(items) * check // checks]
-            now = key.window_start + rule.window * check / checks - timedelta(seconds=1)
-            if seen:
-                counts = WindowCounts(n_bearish=sum(seen), n_neutral=len(seen) - sum(seen))
-                history[key.window_start] = counts
-                baseline = baseline_of(
-                    history, key.window_start, rule.window, rule.baseline_windows
+    clock = 0.0
+    for offset in range(0, len(arrivals), batch):
+        part = arrivals[offset : offset + batch]
+        clock += 1
+        for at, sentiment in part:
+            start = window_start(at, SIZE)
+            counts[start].merge(
+                WindowCounts(
+                    *(int(sentiment == s) for s in ("bearish", "neutral", "bullish")), -1.0
                 )
-                decision = observe(
-                    state, assess(rule, counts, baseline), key, now, rule.repeat_interval
-                )
-                state = decision.after
-                sent += [decision.notify] if decision.notify else []
-            if state is not None:
-                decision = sweep(state, now, rule.quiet_period)
-                state = decision.after
-                sent += [decision.notify] if decision.notify else []
-    if state is not None:
-        final = sweep(state, T0 + len(stream) * rule.window + timedelta(days=1), rule.quiet_period)
-        sent += [final.notify] if final.notify else []
-    return sent
+            )
+            pacer.add([WindowKey(300, start, "ticker", "ACME")])
+        mark.note({0: max(at for at, _ in part)}, clock)
+        evaluate(pacer.take_due(clock, mark.current(clock, T0)), clock)
+    mark.finish()
+    evaluate(pacer.take_all(clock + 1, mark.current(clock + 1, T0)), clock + 1)
+    return [(i.episode_start, i.anomalous_until, i.severity) for i in incidents]
 
 
-volumes = st.integers(min_value=1, max_value=60)
-
-
-@st.composite
-def steady(draw: Any, max_share: float = 1.0) -> tuple[int, int]:
-    total = draw(volumes)
-    return draw(st.integers(0, int(total * max_share))), total
-
-
-@given(window=steady(max_share=0.29), length=st.integers(1, 40))
-def test_a_steady_stream_never_fires(window: tuple[int, int], length: int) -> None:
-    assert run([window] * length) == []
-
-
-@given(window=steady(), length=st.integers(1, 30))
-def test_a_steady_stream_never_fires_once_it_has_a_history(
-    window: tuple[int, int], length: int
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(1, 20))
+def test_any_order_within_the_allowed_lateness_gives_the_same_incidents(
+    seed: int, shuffle_seed: int, batch: int
 ) -> None:
-    warm_up = [window] * RULE.baseline_windows
-    alerts_while_warming = run(warm_up)
-    assert run(warm_up + [window] * length) == alerts_while_warming
-
-
-@given(calm=steady(max_share=0.2), burst=st.integers(20, 80), after=st.integers(1, 20))
-def test_a_burst_fires_once_and_recovery_resolves(
-    calm: tuple[int, int], burst: int, after: int
-) -> None:
-    bearish, total = calm
-    stream = [calm] * 12 + [(bearish + burst, total + burst)] + [calm] * after
-    sent = run(stream, checks=4)
-    assert sent[0] is Kind.FIRING and sent[-1] is Kind.RESOLVED
-    assert sent.count(Kind.FIRING) == 1 and sent.count(Kind.RESOLVED) == 1
-    assert sent.count(Kind.REPEAT) <= len(RULE.thresholds) - 1  # only severity rises
-
-
-@st.composite
-def quiet(draw: Any) -> tuple[int, int]:
-    total = draw(st.integers(1, RULE.min_volume - 1))
-    return draw(st.integers(0, total)), total
-
-
-@given(stream=st.lists(quiet(), min_size=1, max_size=40))
-def test_a_burst_below_the_minimum_volume_never_fires(stream: list[tuple[int, int]]) -> None:
-    """Even windows of nothing but bearish items, below `min_volume`."""
-    assert run(stream) == []
-
-
-@given(stream=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=40))
-def test_notifications_are_always_well_formed(stream: list[tuple[int, int]]) -> None:
-    """Whatever the stream: firing, then repeats, then resolved; never two alerts at once."""
-    windows = [(bearish, bearish + other) for bearish, other in stream if bearish + other]
-    firing = False
-    for kind in run(windows):
-        assert (kind is Kind.FIRING) is not firing, kind
-        firing = kind is not Kind.RESOLVED
-    assert not firing
+    items = stream(seed)
+    rng = random.Random(shuffle_seed)
+    late = LATENESS.total_seconds()
+    # each item arrives at its time plus up to `allowed_lateness`: never behind the watermark
+    shuffled = sorted(items, key=lambda item: item[0] + timedelta(seconds=rng.uniform(0, late)))
+    in_order = run(items, batch)
+    assert in_order, "every stream has a burst"
+    assert run(shuffled, batch) == in_order

@@ -1,87 +1,100 @@
-"""Rule evaluation pacing: pure logic on a fake monotonic clock."""
+"""Which windows are judged when: closed by the watermark, settled, paced. Fake clock."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from alerts.pacing import EvaluationPacer
+from monitor.windows import WindowKey
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def w(i: int) -> WindowKey:
+    return WindowKey(300, T0 + timedelta(minutes=5 * i), "ticker", "ACME")
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
 
 
 @pytest.mark.parametrize(
     ("steps", "expected"),
     [
-        # (action, keys, time): "add" notes keys, "due"/"all" hand out, "back" gives back
-        ([("add", "ab", 0.0), ("due", "", 0.0)], ["", "ab"]),  # the first hand-out is at once
-        (
-            [("add", "a", 0.0), ("due", "", 0.0), ("add", "b", 0.2), ("due", "", 0.9)],
-            ["", "a", "", ""],
+        # (action, windows, clock, watermark in minutes): hand-outs per step
+        ([("add", [0], 0, None), ("due", [], 0, at(4))], [[], []]),  # open: not yet
+        ([("add", [0], 0, None), ("due", [], 0, at(5))], [[], []]),  # touched since: unsettled
+        ([("add", [0], 0, None), ("due", [], 0, at(5)), ("due", [], 1, at(5))], [[], [], [0]]),
+        (  # kept busy by a backlog: judged once it stops changing
+            [
+                ("add", [0], 0, None),
+                ("due", [], 0, at(60)),
+                ("add", [0], 0.5, None),
+                ("due", [], 1, at(60)),
+                ("due", [], 2, at(60)),
+            ],
+            [[], [], [], [], [0]],
         ),
-        (
-            [("add", "a", 0.0), ("due", "", 0.0), ("add", "b", 0.2), ("due", "", 1.0)],
-            ["", "a", "", "b"],
+        (  # paced: not twice within the interval
+            [("add", [0], 0, None), ("due", [], 0, at(9)), ("due", [], 0.5, at(9))],
+            [[], [], []],
         ),
-        ([("add", "ab", 0.0), ("add", "ca", 0.1), ("due", "", 0.2)], ["", "", "abc"]),  # once each
-        (
-            [("add", "a", 0.0), ("due", "", 0.0), ("add", "b", 0.1), ("all", "", 0.2)],
-            ["", "a", "", "b"],
-        ),
-        ([("due", "", 5.0), ("due", "", 9.0)], ["", ""]),  # nothing pending, nothing out
-        (
-            [("add", "a", 0.0), ("due", "", 0.0), ("back", "a", 0.1), ("due", "", 0.5)],
-            ["", "a", "", ""],
-        ),
+        ([("add", [0, 1], 0, None), ("all", [], 0, at(5))], [[], [0]]),  # all: closed ones
         (
             [
-                ("add", "a", 0.0),
-                ("due", "", 0.0),
-                ("back", "a", 0.1),
-                ("add", "b", 0.2),
-                ("due", "", 1.0),
+                ("add", [0], 0, None),
+                ("due", [], 0, at(9)),
+                ("due", [], 1, at(9)),
+                ("back", [0], 1, None),
+                ("due", [], 2, at(9)),
             ],
-            ["", "a", "", "", "ab"],
+            [[], [], [0], [], [0]],
         ),
     ],
 )
-def test_hand_outs(steps: list[tuple[str, str, float]], expected: list[str]) -> None:
-    pacer: EvaluationPacer[str] = EvaluationPacer(1.0)
+def test_hand_outs(steps: list, expected: list) -> None:
+    pacer = EvaluationPacer(1.0)
     out = []
-    for action, keys, now in steps:
+    for action, windows, clock, watermark in steps:
+        keys = [w(i) for i in windows]
         if action == "add":
             pacer.add(keys)
-            out.append("")
-        elif action == "due":
-            out.append("".join(pacer.take_due(now)))
-        elif action == "all":
-            out.append("".join(pacer.take_all(now)))
-        else:
+            out.append([])
+        elif action == "back":
             pacer.give_back(keys)
-            out.append("")
-    assert out == expected
+            out.append([])
+        elif action == "due":
+            out.append(sorted(k.window_start for k in pacer.take_due(clock, watermark)))
+        else:
+            out.append(sorted(k.window_start for k in pacer.take_all(clock, watermark)))
+    assert out == [[w(i).window_start for i in step] for step in expected]
 
 
-def test_negative_interval_is_refused() -> None:
-    with pytest.raises(ValueError, match="interval"):
-        EvaluationPacer(-1)
+def test_pending_counts_each_window_once() -> None:
+    pacer = EvaluationPacer(1.0)
+    pacer.add([w(0), w(1)])
+    pacer.add([w(1)])
+    assert pacer.pending == 2
+    assert pacer.take_all(0, at(10)) and pacer.pending == 0
 
 
-@given(st.lists(st.tuples(st.sets(st.integers(0, 20), max_size=5), st.floats(0, 3)), max_size=40))
-def test_every_key_noted_is_handed_out_once_and_at_most_once_per_interval(
-    batches: list[tuple[set[int], float]],
-) -> None:
-    pacer: EvaluationPacer[int] = EvaluationPacer(1.0)
-    now, last_out = 0.0, None
-    added: set[int] = set()
-    handed: list[int] = []
-    for keys, step in batches:
-        now += step
-        pacer.add(keys)
-        added |= keys
-        out = pacer.take_due(now)
-        if out:
-            assert last_out is None or now - last_out >= 1.0
-            last_out = now
-        handed += out
-    handed += pacer.take_all(now + 0.1)
-    assert set(handed) == added and pacer.pending == 0
+def test_late_windows_defer_judging_until_the_backlog_drains() -> None:
+    """A round that brought late windows (behind the watermark) hands nothing out: the
+    stream is out of order beyond the allowed lateness, so counts are still partial."""
+    pacer = EvaluationPacer(1.0, max_defer_s=10.0)
+    pacer.add([w(0)], at(60))  # late: its window closed long ago
+    assert pacer.take_due(0, at(60)) == []
+    pacer.add([w(1)], at(60))
+    assert pacer.take_due(1, at(60)) == []
+    assert sorted(pacer.take_due(2, at(60))) == [w(0), w(1)]  # a round without late data
+
+
+def test_deferring_is_bounded() -> None:
+    pacer = EvaluationPacer(1.0, max_defer_s=5.0)
+    handed: list[WindowKey] = []
+    for second in range(12):  # a late window in every round, forever
+        pacer.add([w(second % 2)], at(60))
+        handed += pacer.take_due(second, at(60))
+    assert handed, "judging resumes after max_defer_s even if late items keep coming"

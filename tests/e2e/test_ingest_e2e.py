@@ -44,7 +44,8 @@ def rss(outlet: str, published: datetime, n: int) -> str:
 def feeds(tmp_path: Path) -> Iterator[str]:
     """Five feeds served from tmp_path on 127.0.0.1; yields the base URL."""
     now = datetime.now(UTC)
-    window = now.replace(second=0, microsecond=0) - timedelta(minutes=now.minute % 5 + 5)
+    # a 5-minute window that ended at least 5 minutes ago: it closes once the feeds go quiet
+    window = now.replace(second=0, microsecond=0) - timedelta(minutes=now.minute % 5 + 10)
     for n, outlet in enumerate(OUTLETS):
         published = window + timedelta(minutes=1, seconds=20 * n)
         (tmp_path / f"feed{n}.xml").write_text(rss(outlet, published, n))
@@ -76,6 +77,8 @@ min_share_increase = 0.3
 """
     path.write_text(
         f'[model]\npath = "{REPO / "models" / "finmon-minilm-v1"}"\n'
+        # five items, then nothing: a short idle timeout lets the watermark close the window
+        + '[alerts]\nallowed_lateness = "0s"\nidle_timeout = "2s"\n'
         + rule.format(name="ba-items", count="items")
         + rule.format(name="ba-stories", count="stories")
         + feeds

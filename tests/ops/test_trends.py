@@ -78,6 +78,10 @@ def test_the_chart_shows_the_negative_episode_and_its_alert(config: Path, tmp_pa
     assert worst["bearish_share"] > 0.5 and worst["mean_score"] < -0.5
     assert len(alerts) >= 1, "the alert service should fire on the episode (alerts' defaults)"
     assert (alerts["until"] > EPISODE_START).all() and (alerts["start"] < EPISODE_END).all()
+    # the span is the episode in event time: it starts at a window boundary, before it was
+    # detected (a replay detects it long after)
+    assert (alerts["start"] < alerts["detected"]).all()
+    assert all(start.minute % 5 == 0 and start.second == 0 for start in alerts["start"])
 
     figure = trends.plot_trends(frame, alerts, ba, tmp_path / "again.png")
     bars = figure.axes[0]

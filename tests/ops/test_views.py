@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, insert, text
 
-from alerts.models import AlertDeliveryRow, AlertRow
+from alerts.models import AlertDeliveryRow, AlertNoticeRow, AlertRow
 from monitor.contract import IngestPolicy
 from monitor.db.store import NewsStore
 from monitor.pipeline_types import RawMessage
@@ -108,8 +108,10 @@ def add_alert(conn: Connection, name: str, *, resolved: datetime | None = None) 
             "state": "resolved" if resolved else "firing",
             "started_at": at(10),
             "resolved_at": resolved,
-            "last_window_start": at(10),
+            "episode_start": at(10),
             "anomalous_until": at(10, 5),
+            "notified_severity": "warning",
+            "calm": False,
             "figures": figures,
             "notifications": 1,
             "revision": 1,
@@ -121,11 +123,11 @@ def add_alert(conn: Connection, name: str, *, resolved: datetime | None = None) 
 def add_delivery(
     conn: Connection, alert_id: int, channel: str, kind: str, status: str, error: str | None
 ) -> None:
-    conn.execute(
-        insert(AlertDeliveryRow),
+    delivery_id = conn.execute(
+        insert(AlertDeliveryRow).returning(AlertDeliveryRow.id),
         {
-            "alert_id": alert_id,
             "channel": channel,
+            "group_key": f"group-{alert_id}",
             "kind": kind,
             "idempotency_key": f"{alert_id}-{channel}-{kind}",
             "payload": {},
@@ -134,6 +136,19 @@ def add_delivery(
             "last_error": error,
             "created_at": at(10),
             "sent_at": at(10, 1) if status == "sent" else None,
+        },
+    ).scalar_one()
+    conn.execute(
+        insert(AlertNoticeRow),
+        {
+            "alert_id": alert_id,
+            "channel": channel,
+            "route": 0,
+            "group_key": f"group-{alert_id}",
+            "kind": kind,
+            "reason": "test",
+            "created_at": at(10),
+            "delivery_id": delivery_id,
         },
     )
 
@@ -163,3 +178,5 @@ def test_alert_history_summarises_deliveries(engine: Engine) -> None:
     assert history[quiet].delivery_status == "none" and history[quiet].deliveries == 0
     assert history[quiet].duration_seconds is None and history[quiet].deliveries_sent == 0
     assert history[waiting].delivery_status == "pending"
+    assert utc(first.episode_start) == at(10) and utc(first.episode_end) == at(10, 5)
+    assert first.suppressed_reason is None

@@ -38,13 +38,15 @@ HEADLINES = (
 class Feed:
     """`n` messages with ids `<prefix>-<i>`: every `invalid_every`-th one has a blank
     headline, so it must be dead-lettered; every other one must be stored. Items are spread
-    over the last `spread_minutes` minutes (by default many 1- and 5-minute windows)."""
+    over `spread_minutes` minutes from `newest_minutes_ago` back (by default many 1- and
+    5-minute windows)."""
 
     prefix: str
     n: int
     invalid_every: int = 10
     headlines: tuple[str, ...] = HEADLINES
     spread_minutes: int = 50
+    newest_minutes_ago: int = 1
 
     def item_id(self, i: int) -> str:
         return f"{self.prefix}-{i}"
@@ -72,7 +74,7 @@ class Feed:
                 news(
                     self.item_id(i),
                     self.headlines[i % len(self.headlines)] if self.valid(i) else "   ",
-                    minutes_ago=1 + i % self.spread_minutes,
+                    minutes_ago=self.newest_minutes_ago + i % self.spread_minutes,
                     source="reliability",
                 ),
             )

@@ -40,8 +40,11 @@ REFUSED_POSTS = 4
 
 
 def alert_settings(webhook_url: str, smtp_port: int) -> dict[str, Any]:
-    """Both channels for every rule, and a retry policy quick enough for a test."""
+    """Both channels for every rule, and a retry policy quick enough for a test. The feed
+    stops after a few seconds: a short idle timeout lets the watermark close its windows."""
     return {
+        "allowed_lateness": "0s",
+        "idle_timeout": "2s",
         "channels": {
             "hook": {"type": "webhook", "url": webhook_url, "timeout": "5s"},
             "mail": {
@@ -89,7 +92,8 @@ def test_deliveries_retry_through_receiver_outages_and_arrive_once(
     webhook.script = [503] * REFUSED_POSTS  # the receiver's backend is down behind its proxy
     mailbox = Mailbox(port=free_port())  # nothing listens there until the controller starts
     smtp = Controller(mailbox, hostname="127.0.0.1", port=mailbox.port)
-    feed = Feed("alert", 200, headlines=ACME_BEARISH, spread_minutes=1)
+    # published 6 minutes ago: their 5-minute window has ended, so it closes once idle
+    feed = Feed("alert", 200, headlines=ACME_BEARISH, spread_minutes=1, newest_minutes_ago=6)
     worker = WorkerHarness(
         tmp_path,
         "alerts",
