@@ -61,7 +61,7 @@ EPISODE = f"${EPISODE_TICKER} plunges after its auditor resigns and a fraud prob
 @dataclass(frozen=True)
 class EpisodeFeed(Feed):
     """A `Feed` of calm news whose items `episode_from` .. `episode_from + episode_len - 1`
-    are one negative episode on `EPISODE_TICKER`, all in one 5-minute window."""
+    are one negative episode on `EPISODE_TICKER`, all in one closed 5-minute window."""
 
     episode_from: int = 0
     episode_len: int = 0
@@ -115,14 +115,14 @@ LONG = Plan(
 
 
 def episode_minutes_ago() -> float:
-    """Minutes back to halfway between the start of the current 5-minute window and now: the
-    whole episode in one window that stays open, or recently closed, for the whole run, so
-    the alert cannot be resolved (one window after the last anomalous one) while paused
-    partitions still deliver the episode's items. See docs/reliability.md for what happens
-    when it can."""
+    """Minutes back to the middle of the 5-minute window two before the current one: the
+    stream's newest items (a minute old) put the watermark (`alerts.allowed_lateness`, 2 min,
+    behind them) past its end, so it is judged during the run, while the faults hold some
+    of its items back: those arrive late, and must join the episode's incident, not open a
+    second one (docs/alerts.md, "Incidents")."""
     now = datetime.now(UTC)
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=now.minute % 5)
-    return (now - start).total_seconds() / 60 / 2
+    return (now - start).total_seconds() / 60 + 5 + 2.5
 
 
 def alert_settings(webhook_url: str) -> dict[str, object]:
