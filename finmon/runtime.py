@@ -32,6 +32,7 @@ def ingest_policy(settings: Settings) -> IngestPolicy:
         max_message_bytes=s.max_message_bytes,
         max_future_skew=s.max_future_skew,
         max_age=s.max_age,
+        max_tickers=s.max_tickers,
     )
 
 

@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, func, select
@@ -123,6 +123,14 @@ class WorkerHarness:
                 ) from None
         return self.process.returncode
 
+    def share(self, other: WorkerHarness) -> Self:
+        """Use `other`'s topics and consumer group: another worker of the same deployment."""
+        self.input_topic, self.output_topic = other.input_topic, other.output_topic
+        self.dlq_topic = other.dlq_topic
+        for key in ("INPUT_TOPIC", "OUTPUT_TOPIC", "DEAD_LETTER_TOPIC", "CONSUMER_GROUP"):
+            self.env[f"FINMON_KAFKA__{key}"] = other.env[f"FINMON_KAFKA__{key}"]
+        return self
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -132,6 +140,16 @@ class WorkerHarness:
     def __exit__(self, *_: object) -> None:
         if self.process is not None and self.process.poll() is None:
             self.stop(signal.SIGKILL)
+
+
+class KeywordWorkerHarness(WorkerHarness):
+    """A worker with the keyword classifier double instead of the model
+    (tests/keyword_worker.py): the real daemon at a fraction of a core, for tests that run
+    several at once."""
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tests.keyword_worker"]
 
 
 def produce(topic: str, values: Iterable[bytes], *, keyed: bool = True, linger_ms: int = 5) -> int:
@@ -177,13 +195,13 @@ def consume(topic: str, expected: int, timeout: float = 60) -> list[Any]:
     return records
 
 
-def read_topic(topic: str, timeout: float = 60) -> list[Any]:
+def read_topic(topic: str, timeout: float = 60, bootstrap: str = KAFKA_BOOTSTRAP) -> list[Any]:
     """Every record in `topic` up to its end offsets as of now (nothing if it does not exist).
 
     Unlike `consume`, it needs no expected count: it stops at the log end, so a test can poll
     a topic whose final size it does not know (dead letters, redeliveries)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=[KAFKA_BOOTSTRAP],
+        bootstrap_servers=bootstrap.split(","),
         enable_auto_commit=False,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )

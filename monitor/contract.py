@@ -46,6 +46,10 @@ class IngestPolicy:
     max_message_bytes: int = 8 * 1024 * 1024
     max_future_skew: timedelta = timedelta(minutes=10)
     max_age: timedelta = timedelta(days=365)
+    max_tickers: int = 100
+    """Distinct tickers one item may name (its `tickers` plus its cashtags). Each ticker
+    costs a row and one window row per size; a message over the limit is dead-lettered, not
+    cut, so no ticker's trend ever counts an item it was arbitrarily kept or dropped from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +131,13 @@ def _decode(raw: bytes, *, now: datetime, policy: IngestPolicy) -> NewsItem:
     if body is not None:
         body = _clean(body)[: policy.max_body_chars] or None
     # A cut at max_body_chars can leave half a cashtag (`$ACME` -> `$AC`): not a ticker.
-    tickers = _tickers(doc, headline, _drop_last_word(body) if body_truncated else body)
+    found = _tickers(
+        doc, headline, _drop_last_word(body) if body_truncated else body, policy.max_tickers
+    )
     entities = _entities(doc)
-    tickers = tuple(dict.fromkeys((*tickers, *entities)))
+    for ticker in entities:  # an entity's ticker is one the item names too
+        _add_ticker(found, ticker, policy.max_tickers)
+    tickers = tuple(found)
     extra = {k: v for k, v in doc.items() if k not in _KNOWN_FIELDS}
     return NewsItem(
         id=item_id,
@@ -249,17 +257,34 @@ def _timestamp(doc: dict[str, Any], *, now: datetime, policy: IngestPolicy) -> d
     return parsed
 
 
-def _tickers(doc: dict[str, Any], headline: str, body: str | None) -> tuple[str, ...]:
+def _tickers(
+    doc: dict[str, Any], headline: str, body: str | None, max_tickers: int
+) -> dict[str, None]:
+    """The item's distinct tickers, in order: the given ones (validated), then the
+    headline's and the body's cashtags. Counting stops at the first ticker over
+    `max_tickers`, so a message with millions of them costs no more than the limit to
+    refuse."""
     given = doc.get("tickers")
     if given is None:
         given = []
     if not isinstance(given, list) or not all(isinstance(t, str) for t in given):
         raise _Invalid("field 'tickers' must be a list of strings")
-    found = [_ticker(t, "tickers") for t in given]
-    found.extend(extract_cashtags(headline))
-    if body:
-        found.extend(extract_cashtags(body))
-    return tuple(dict.fromkeys(found))
+    found: dict[str, None] = {}
+    for raw_ticker in given:
+        _add_ticker(found, _ticker(raw_ticker, "tickers"), max_tickers)
+    for text in (headline, body or ""):
+        for ticker in extract_cashtags(text):
+            _add_ticker(found, ticker, max_tickers)
+    return found
+
+
+def _add_ticker(found: dict[str, None], ticker: str, max_tickers: int) -> None:
+    found[ticker] = None
+    if len(found) > max_tickers:
+        raise _Invalid(
+            f"item names more than {max_tickers} distinct tickers ('tickers', 'entities' and"
+            " cashtags), over the ingest.max_tickers limit"
+        )
 
 
 def _ticker(raw: str, field_name: str) -> str:

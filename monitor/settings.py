@@ -72,6 +72,25 @@ class KafkaSettings(Section):
     consumer_group: str = "finmon"
     input_partitions: int = Field(default=4, ge=1)
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=30_000)
+    topic_replication_factor: int = Field(default=3, ge=1)
+    """Replicas of each topic finmon creates, capped at the brokers the cluster has."""
+    topic_min_insync_replicas: int = Field(default=2, ge=1)
+    """`min.insync.replicas` of those topics, capped at the replication factor less one (so
+    one broker may fail without stopping writes), and at least 1."""
+    session_timeout: Duration = timedelta(seconds=45)
+    """How long the group waits for a silent worker before handing its partitions to the
+    others: the pause a crashed worker's partitions see."""
+    stall_after: Duration = timedelta(minutes=1)
+    """A worker owning partitions with lag whose committed offsets have not moved for this
+    long reports not ready and logs why (monitor/progress.py)."""
+
+    @field_validator("session_timeout", "stall_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() < 1:
+            raise ValueError("must be at least 1 second")
+        return value
+
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -190,6 +209,8 @@ class IngestSettings(Section):
     """`published_at` further than this in the future is rejected: a clock or feed bug."""
     max_age: Duration = timedelta(days=365)
     """`published_at` older than this is rejected: it would only rewrite history."""
+    max_tickers: int = Field(default=100, ge=1, le=100_000)
+    """Distinct tickers (given plus cashtags) one item may name; more is dead-lettered."""
 
     @field_validator("feeds")
     @classmethod

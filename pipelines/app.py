@@ -23,6 +23,7 @@ from monitor.processing import BatchOutcome, BatchProcessor, ClassifiedBatch
 from monitor.settings import Settings
 from pipelines.batch import BatchPipeline, PipelineHooks, PipelineLimits
 from pipelines.kafka_fetch import bound_fetch_wait
+from pipelines.kafka_producer import idempotent_producer
 from pipelines.kafka_security import faust_credentials
 
 
@@ -40,9 +41,15 @@ def _faust_datadir() -> Path:
 
 
 def create_app(
-    settings: Settings, processor: BatchProcessor, *, hooks: PipelineHooks | None = None
+    settings: Settings,
+    processor: BatchProcessor,
+    *,
+    hooks: PipelineHooks | None = None,
+    replication_factor: int = 1,
 ) -> faust.App:
-    """A Faust app with the classify agent registered, processing with `processor`."""
+    """A Faust app with the classify agent registered, processing with `processor`.
+    `replication_factor` is for the topics Faust creates itself (`ensure_topics` says what
+    the cluster allows); its producer waits for all in-sync replicas and is idempotent."""
     kafka = settings.kafka
     app = faust.App(
         kafka.consumer_group,
@@ -51,8 +58,9 @@ def create_app(
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=kafka.input_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=replication_factor,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=kafka.session_timeout.total_seconds(),
         producer_acks=-1,
         web_enabled=settings.web.enabled,
         web_bind=settings.web.host,
@@ -70,6 +78,7 @@ def create_app(
         producer_max_request_size=settings.ingest.max_message_bytes + 64 * 1024,
     )
     bound_fetch_wait(app, kafka.fetch_max_wait_ms)
+    idempotent_producer(app)
     raw_topic = app.topic(kafka.input_topic, value_serializer="raw", key_serializer="raw")
     out_topic, dlq_topic = kafka.output_topic, kafka.dead_letter_topic  # created by ensure_topics
     limits = PipelineLimits(

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor.model.interface import Classification, Classifier, ModelInput
@@ -28,11 +28,10 @@ from monitor.processing import BatchOutcome
 from pipelines.batch import PipelineHooks
 
 if TYPE_CHECKING:
-    import faust
-
     from alerts.delivery import DeliveryStats
     from alerts.service import AlertEvent
     from monitor.retention import RetentionResult
+    from pipelines.progress import ProgressWatch
 
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 """End-to-end lag spans milliseconds (live feed) to a day (a backfill)."""
@@ -170,9 +169,9 @@ class PipelineMetrics(PipelineHooks):
         measured apart from SQL. The composition root builds the processor with it."""
         return TimedClassifier(classifier, self.inference_seconds)
 
-    def watch_consumer(self, app: faust.App, topic: str) -> None:
-        """Report `topic`'s consumer lag, computed from the consumer's state at each scrape."""
-        self.registry.register(ConsumerLagCollector(app, topic))
+    def watch_consumer(self, progress: ProgressWatch) -> None:
+        """Report the consumer's lag, assignment, rebalances and progress at each scrape."""
+        self.registry.register(ProgressCollector(progress))
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
@@ -202,52 +201,71 @@ class TimedClassifier:
         return self.inner.ready()
 
 
-def consumer_lag(consumer: faust.types.ConsumerT, topic: str) -> dict[int, int]:
-    """Lag per assigned partition of `topic`: the log end offset minus the committed offset.
+class ProgressCollector(Collector):
+    """The consumer's state at each scrape (never stale), from the worker's `ProgressWatch`:
 
-    That is Kafka's own definition (what `kafka-consumer-groups --describe` shows), for the
-    partitions this worker owns. Faust keeps the committed offsets (read at assignment,
-    updated at each commit) in `_committed_offset`; it has no public accessor. Partitions
-    whose end or committed offset is not known yet are left out rather than guessed.
+    * `finmon_consumer_lag{topic, partition}`: end offset minus committed offset of each
+      owned input partition (Kafka's own definition, what `kafka-consumer-groups
+      --describe` shows; a partition the group never committed counts from its first
+      offset); partitions whose offsets are not known yet are left out, not guessed;
+    * `finmon_assigned_partitions{topic}`: how many input partitions this worker owns;
+    * `finmon_rebalances_total`: assignments this worker received (the first one included);
+    * `finmon_seconds_since_progress`: the longest an owned partition with lag has gone
+      without its committed offset moving (0 when nothing waits);
+    * `finmon_stalled_partitions`: owned partitions stalled for `kafka.stall_after`.
     """
-    try:
-        assigned = consumer.assignment()
-    except Exception:  # not started yet, or rebalancing: a scrape must still succeed
-        return {}
-    committed_offsets = getattr(consumer, "_committed_offset", {})
-    lags: dict[int, int] = {}
-    for tp in assigned:
-        if tp.topic != topic:
-            continue
-        end = consumer.highwater(tp)
-        committed = committed_offsets.get(tp)
-        if end is not None and committed is not None:
-            lags[tp.partition] = max(end - committed, 0)
-    return lags
 
+    def __init__(self, progress: ProgressWatch) -> None:
+        self.progress = progress
 
-class ConsumerLagCollector(Collector):
-    """`finmon_consumer_lag{topic, partition}`, computed when scraped (never stale)."""
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
 
-    def __init__(self, app: faust.App, topic: str) -> None:
-        self.app = app
-        self.topic = topic
-
-    def describe(self) -> Iterable[GaugeMetricFamily]:
-        return [self._family()]
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = self._family()
-        for partition, lag in sorted(consumer_lag(self.app.consumer, self.topic).items()):
-            family.add_metric([self.topic, str(partition)], lag)
-        return [family]
+    def collect(self) -> Iterable[Metric]:
+        lag, assigned, rebalances, idle, stalled = families = self._families()
+        topic = self.progress.topic
+        offsets = self.progress.offsets()
+        for tp, known in sorted(offsets.items(), key=lambda item: item[0].partition):
+            if known.lag is not None:
+                lag.add_metric([topic, str(tp.partition)], known.lag)
+        tracker = self.progress.tracker
+        assigned.add_metric([topic], len(tracker.assigned))
+        rebalances.add_metric([], tracker.rebalances)
+        idle.add_metric([], self.progress.seconds_without_progress())
+        stalled.add_metric([], len(self.progress.stalls()))
+        return families
 
     @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "finmon_consumer_lag",
-            "Messages not yet committed per assigned input partition (end minus committed).",
-            labels=["topic", "partition"],
+    def _families() -> tuple[
+        GaugeMetricFamily,
+        GaugeMetricFamily,
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        GaugeMetricFamily,
+    ]:
+        return (
+            GaugeMetricFamily(
+                "finmon_consumer_lag",
+                "Messages not yet committed per assigned input partition (end minus committed).",
+                labels=["topic", "partition"],
+            ),
+            GaugeMetricFamily(
+                "finmon_assigned_partitions",
+                "Input partitions this worker owns.",
+                labels=["topic"],
+            ),
+            CounterMetricFamily(
+                "finmon_rebalances",
+                "Partition assignments this worker received (the first one included).",
+            ),
+            GaugeMetricFamily(
+                "finmon_seconds_since_progress",
+                "Longest time an owned partition with lag has gone without committed progress.",
+            ),
+            GaugeMetricFamily(
+                "finmon_stalled_partitions",
+                "Owned partitions with lag and no progress for kafka.stall_after.",
+            ),
         )
 
 

@@ -23,8 +23,12 @@ def _key(line: bytes) -> bytes | None:
 
 
 def produce_file(kafka: KafkaSettings, path: Path, topic: str, *, progress: bool = True) -> int:
-    """Send every non-empty line of `path` as one message; waits until all are acknowledged."""
-    producer = KafkaProducer(acks="all", linger_ms=20, **kafka_python_config(kafka))
+    """Send every non-empty line of `path` as one message; waits until all are acknowledged
+    by every in-sync replica. Idempotent, so a retry across a broker failover is not a
+    second copy."""
+    producer = KafkaProducer(
+        acks="all", enable_idempotence=True, linger_ms=20, **kafka_python_config(kafka)
+    )
     count = 0
     try:
         with (

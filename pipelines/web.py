@@ -1,9 +1,10 @@
 """The worker's HTTP endpoints, on Faust's own web server.
 
 `/health` answers while the process's event loop runs (liveness: restart me if this fails);
-`/ready` answers 200 only when Kafka, the database and the model are all usable (readiness:
-send me work), with a JSON body saying which check failed; `/metrics` is the Prometheus text
-format of `pipelines.metrics`.
+`/ready` answers 200 only when Kafka (joined to its group), the database and the model are
+all usable and no owned partition has stalled (readiness: send me work), with a JSON body
+saying which check failed and, for a stall, which partitions and why; `/metrics` is the
+Prometheus text format of `pipelines.metrics`.
 
 The database and model checks are injected (the composition root knows the engine and the
 classifier; this module does not), and both are blocking calls run off the event loop.
@@ -21,6 +22,7 @@ from faust.web import Request, Response, View
 from sqlalchemy import Engine, text
 
 from pipelines.metrics import PipelineMetrics
+from pipelines.progress import ProgressWatch, describe
 
 
 def database_ok(engine: Engine) -> bool:
@@ -56,7 +58,19 @@ async def readiness(app: faust.App, checks: ReadinessChecks) -> dict[str, bool]:
     }
 
 
-def register_health_views(app: faust.App, checks: ReadinessChecks) -> None:
+def progress_state(state: dict[str, bool], progress: ProgressWatch) -> dict[str, Any]:
+    """The `/ready` body: `state` with Kafka requiring the group joined, and the progress
+    check, with a line per stalled partition when there is one."""
+    checks = {**state, "kafka": state["kafka"] and progress.joined}
+    stalls = progress.stalls()
+    checks["progress"] = not stalls
+    body: dict[str, Any] = {"ready": all(checks.values()), "checks": checks}
+    if stalls:
+        body["stalled"] = [describe(stall, progress.tracker.stall_after_s) for stall in stalls]
+    return body
+
+
+def register_health_views(app: faust.App, checks: ReadinessChecks, progress: ProgressWatch) -> None:
     @app.page("/health")
     class Health(View):
         async def get(self, request: Request, **_: Any) -> Response:
@@ -65,9 +79,8 @@ def register_health_views(app: faust.App, checks: ReadinessChecks) -> None:
     @app.page("/ready")
     class Ready(View):
         async def get(self, request: Request, **_: Any) -> Response:
-            state = await readiness(app, checks)
-            ready = all(state.values())
-            return self.json({"ready": ready, "checks": state}, status=200 if ready else 503)
+            body = progress_state(await readiness(app, checks), progress)
+            return self.json(body, status=200 if body["ready"] else 503)
 
 
 def register_metrics_view(app: faust.App, metrics: PipelineMetrics) -> None:

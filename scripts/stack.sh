@@ -10,10 +10,17 @@
 #   scripts/stack.sh console-producer TOPIC [ARGS...]   Kafka's Java console producer, lines from stdin
 #   scripts/stack.sh console-consumer TOPIC [ARGS...]   Kafka's Java console consumer
 #   scripts/stack.sh clean                   stop Kafka and delete its data (PostgreSQL is left alone)
+#   scripts/stack.sh cluster up|down|status|env|clean|kill N|stop N|start N|topics [ARGS...]
+#                                            a separate 3-broker KRaft cluster (docs/stack.md)
 #
 # Kafka runs from the jars Maven resolves from Maven Central (stack/pom.xml), cached once in
 # ${FINMON_CACHE:-~/.cache/finmon}/kafka-<version>/libs. State and logs live in
 # ${FINMON_STACK_DIR:-<repo>/.stack}. See docs/stack.md.
+#
+# The cluster (`cluster up`) is three combined broker+controller nodes (a 3-voter quorum),
+# brokers on 127.0.0.1:19092-19094 and controllers on 19192-19194
+# (FINMON_CLUSTER_PORT_BASE), state in .stack/cluster/node-N. It shares nothing with the
+# single broker, which keeps running; `make test` uses the single broker.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -54,9 +61,9 @@ die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 usage() {
     local rc="${1:-2}"
     if ((rc == 0)); then
-        sed -n '5,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '5,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     else
-        sed -n '5,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+        sed -n '5,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     fi
     exit "$rc"
 }
@@ -411,6 +418,226 @@ postgres_status() {
     return 1
 }
 
+# ----------------------------------------------------------------------------- 3-broker cluster
+
+CLUSTER_NODES=(1 2 3)
+CLUSTER_PORT_BASE="${FINMON_CLUSTER_PORT_BASE:-19092}"
+CLUSTER_HEAP="${FINMON_CLUSTER_HEAP:--Xms128m -Xmx384m}"
+CLUSTER_STATE="$STACK_DIR/cluster"
+
+node_port() { echo $((CLUSTER_PORT_BASE + $1 - 1)); }
+node_controller_port() { echo $((CLUSTER_PORT_BASE + 100 + $1 - 1)); }
+node_dir() { echo "$CLUSTER_STATE/node-$1"; }
+node_log() { echo "$LOG_DIR/cluster-node-$1.log"; }
+cluster_bootstrap() {
+    local n out=()
+    for n in "${CLUSTER_NODES[@]}"; do out+=("$KAFKA_HOST:$(node_port "$n")"); done
+    (IFS=,; echo "${out[*]}")
+}
+
+check_node() {
+    [[ "${1:-}" =~ ^[0-9]+$ ]] && ((1 <= $1 && $1 <= ${#CLUSTER_NODES[@]})) ||
+        die "broker number must be 1..${#CLUSTER_NODES[@]}, got '${1:-}'"
+}
+
+node_pid() {
+    local pid file
+    file="$(node_dir "$1")/kafka.pid"
+    [[ -f "$file" ]] || return 1
+    pid="$(cat "$file" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && is_kafka_process "$pid" || return 1
+    printf '%s\n' "$pid"
+}
+
+write_node_config() {
+    local n="$1" dir voters="" m
+    dir="$(node_dir "$n")"
+    for m in "${CLUSTER_NODES[@]}"; do
+        voters+="${voters:+,}$m@$KAFKA_HOST:$(node_controller_port "$m")"
+    done
+    mkdir -p "$dir/data" "$LOG_DIR"
+    sed -e "s|@NODE_ID@|$n|g" -e "s|@VOTERS@|$voters|g" \
+        -e "s|@PORT@|$(node_port "$n")|g" \
+        -e "s|@CONTROLLER_PORT@|$(node_controller_port "$n")|g" \
+        -e "s|@DATA_DIR@|$dir/data|g" \
+        "$STACK_SRC/cluster.properties" >"$dir/server.properties"
+}
+
+# All nodes share one cluster id, written once; a node's storage is formatted once.
+format_cluster_storage() {
+    local id_file="$CLUSTER_STATE/cluster.id" n dir id
+    [[ -f "$id_file" ]] || new_cluster_id >"$id_file"
+    id="$(cat "$id_file")"
+    tool_java
+    for n in "${CLUSTER_NODES[@]}"; do
+        dir="$(node_dir "$n")"
+        [[ -f "$dir/data/meta.properties" ]] && continue
+        log "formatting KRaft storage of cluster node $n (cluster id $id)"
+        if ! "${TOOL_CMD[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" \
+                >"$LOG_DIR/cluster-format-$n.log" 2>&1; then
+            cat "$LOG_DIR/cluster-format-$n.log" >&2
+            die "formatting cluster node $n failed (see $LOG_DIR/cluster-format-$n.log)"
+        fi
+    done
+}
+
+node_start() {
+    local n="$1" pid log_file
+    if pid="$(node_pid "$n")"; then
+        log "cluster node $n already running (pid $pid)"
+        return 0
+    fi
+    port_open "$KAFKA_HOST" "$(node_port "$n")" &&
+        die "port $(node_port "$n") is taken (set FINMON_CLUSTER_PORT_BASE)"
+    port_open "$KAFKA_HOST" "$(node_controller_port "$n")" &&
+        die "controller port $(node_controller_port "$n") is taken (set FINMON_CLUSTER_PORT_BASE)"
+    write_node_config "$n"
+    log_file="$(node_log "$n")"
+    [[ -f "$log_file" ]] && mv -f "$log_file" "$log_file.1"
+    log "starting cluster node $n: broker $KAFKA_HOST:$(node_port "$n"), controller :$(node_controller_port "$n"); log: $log_file"
+    # shellcheck disable=SC2086  # CLUSTER_HEAP is a list of JVM flags
+    setsid nohup "$JAVA" $CLUSTER_HEAP -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+        -Dlog4j2.shutdownHookEnabled=false \
+        "-Dlog4j2.configurationFile=$STACK_SRC/log4j2.properties" "-Dkafka.logs.dir=$LOG_DIR" \
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$(node_dir "$n")/server.properties" \
+        </dev/null >"$log_file" 2>&1 9>&- &
+    printf '%s\n' "$!" >"$(node_dir "$n")/kafka.pid"
+}
+
+# Up once every node that runs has said it started and the cluster answers a metadata
+# request listing all of them (a broker counts only once it has joined).
+cluster_wait() {
+    local deadline=$((SECONDS + TIMEOUT)) n pid started
+    while :; do
+        started=1
+        for n in "${CLUSTER_NODES[@]}"; do
+            pid="$(cat "$(node_dir "$n")/kafka.pid" 2>/dev/null || echo 0)"
+            if ! kill -0 "$pid" 2>/dev/null; then
+                tail -n 40 "$(node_log "$n")" >&2 || true
+                die "cluster node $n exited during startup (log: $(node_log "$n"))"
+            fi
+            grep -q 'Kafka Server started' "$(node_log "$n")" 2>/dev/null || started=0
+        done
+        if ((started)) && cluster_ready; then
+            return 0
+        fi
+        if ((SECONDS >= deadline)); then
+            die "the cluster did not come up within ${TIMEOUT}s (logs: $LOG_DIR/cluster-node-*.log)"
+        fi
+        sleep 1
+    done
+}
+
+cluster_ready() {
+    tool_java
+    local brokers
+    brokers="$(timeout 30 "${TOOL_CMD[@]}" org.apache.kafka.tools.BrokerApiVersionsCommand \
+        --bootstrap-server "$(cluster_bootstrap)" 2>/dev/null | grep -c '^127.0.0.1:.* (id: ' || true)"
+    [[ "$brokers" == "${#CLUSTER_NODES[@]}" ]]
+}
+
+cluster_up() {
+    ensure_java
+    ensure_kafka_libs
+    local n
+    mkdir -p "$CLUSTER_STATE"
+    for n in "${CLUSTER_NODES[@]}"; do write_node_config "$n"; done
+    format_cluster_storage
+    for n in "${CLUSTER_NODES[@]}"; do node_start "$n"; done
+    cluster_wait
+    log "cluster up: brokers $(cluster_bootstrap) (3 KRaft voters)"
+}
+
+node_stop() {
+    local n="$1" sig="${2:-TERM}" pid i
+    if ! pid="$(node_pid "$n")"; then
+        log "cluster node $n not running"
+        return 0
+    fi
+    log "stopping cluster node $n (pid $pid, SIG$sig)"
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 60; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "cluster node $n still running after 60s; SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 1
+    fi
+    rm -f "$(node_dir "$n")/kafka.pid"
+}
+
+cluster_down() {
+    local n pids=()
+    # SIGTERM all at once: stopped one by one, the last brokers wait for a quorum that is gone
+    for n in "${CLUSTER_NODES[@]}"; do
+        if pid="$(node_pid "$n")"; then kill -TERM "$pid" 2>/dev/null || true; pids+=("$n"); fi
+    done
+    for n in "${pids[@]}"; do node_stop "$n"; done
+    log "cluster stopped"
+}
+
+cluster_status() {
+    local n pid rc=0
+    for n in "${CLUSTER_NODES[@]}"; do
+        if pid="$(node_pid "$n")"; then
+            echo "cluster node $n: running (pid $pid, $KAFKA_HOST:$(node_port "$n"), log $(node_log "$n"))"
+        else
+            echo "cluster node $n: down"
+            rc=1
+        fi
+    done
+    if ((rc == 0)) && ! cluster_ready; then
+        echo "cluster: not every broker answers on $(cluster_bootstrap)"
+        rc=1
+    fi
+    return "$rc"
+}
+
+cluster_command() {
+    local sub="${1:-}"
+    shift || true
+    case "$sub" in
+        up) take_lock; cluster_up ;;
+        down) take_lock; cluster_down ;;
+        status) cluster_status ;;
+        env)
+            echo "export FINMON_KAFKA__BOOTSTRAP_SERVERS='[\"$(cluster_bootstrap | sed 's/,/", "/g')\"]'"
+            echo "export FINMON_TEST_KAFKA_CLUSTER='$(cluster_bootstrap)'"
+            ;;
+        kill) check_node "${1:-}"; node_stop "$1" KILL ;;
+        stop) check_node "${1:-}"; node_stop "$1" TERM ;;
+        start)
+            check_node "${1:-}"
+            ensure_java
+            ensure_kafka_libs
+            node_start "$1"
+            local deadline=$((SECONDS + TIMEOUT))
+            until cluster_ready; do
+                ((SECONDS < deadline)) || die "cluster node $1 did not rejoin within ${TIMEOUT}s"
+                sleep 1
+            done
+            log "cluster node $1 rejoined"
+            ;;
+        topics)
+            ensure_java
+            ensure_kafka_libs
+            tool_java
+            (($# > 0)) || set -- --list
+            exec "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cluster_bootstrap)" "$@"
+            ;;
+        clean)
+            take_lock
+            cluster_down
+            log "deleting cluster data in $CLUSTER_STATE"
+            rm -rf "$CLUSTER_STATE"
+            ;;
+        *) die "usage: scripts/stack.sh cluster up|down|status|env|clean|kill N|stop N|start N|topics [ARGS...]" ;;
+    esac
+}
+
 # ----------------------------------------------------------------------------- commands
 
 print_settings() {
@@ -485,6 +712,7 @@ case "$cmd" in
         log "deleting Kafka data in $KAFKA_STATE"
         rm -rf "$KAFKA_STATE"
         ;;
+    cluster) cluster_command "$@" ;;
     -h | --help | help) usage 0 ;;
     *) usage ;;
 esac

@@ -125,6 +125,73 @@ def test_future_skew_within_policy_is_accepted() -> None:
     assert isinstance(decode_news(doc(published_at=at), now=NOW), NewsItem)
 
 
+def tags(n: int, start: int = 0) -> list[str]:
+    """`n` distinct valid tickers."""
+    return [f"T{i}" for i in range(start, start + n)]
+
+
+LIMIT = IngestPolicy(max_tickers=5)
+TICKER_LIMIT_CASES = [
+    # (what, message, accepted tickers or None when dead-lettered)
+    ("at the limit, given", doc(tickers=tags(5)), tuple(tags(5))),
+    ("over the limit, given", doc(tickers=tags(6)), None),
+    ("repeats count once", doc(tickers=tags(5) * 1000), tuple(tags(5))),
+    ("case and $ variants count once", doc(tickers=["t0", "$T0", " T0 "]), ("T0",)),
+    ("given plus headline cashtag", doc(tickers=tags(5), headline="$ZZ up"), None),
+    ("cashtag repeating a given one", doc(tickers=tags(5), headline="$T0 up"), tuple(tags(5))),
+    ("body full of cashtags", doc(body=" ".join(f"${t}" for t in tags(6))), None),
+    ("50 000 given tickers", doc(tickers=tags(50_000)), None),
+    ("an entity's ticker counts too", doc(tickers=tags(5), entities={"ZZ": ["Zed"]}), None),
+    (
+        "an entity repeating a given ticker",
+        doc(tickers=tags(5), entities={"T1": ["Tee"]}),
+        tuple(tags(5)),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [pytest.param(raw, want, id=what) for what, raw, want in TICKER_LIMIT_CASES],
+)
+def test_ticker_fan_out_is_bounded(raw: bytes, expected: tuple[str, ...] | None) -> None:
+    result = decode_news(raw, now=NOW, policy=LIMIT)
+    if expected is None:
+        assert isinstance(result, Rejection) and result.raw == raw
+        assert "more than 5 distinct tickers" in result.reason
+        assert "ingest.max_tickers" in result.reason
+    else:
+        assert isinstance(result, NewsItem) and result.tickers == expected
+
+
+def test_default_ticker_limit_keeps_real_news() -> None:
+    """A market wrap naming dozens of companies is news; the default must never refuse it."""
+    wrap = " ".join(f"${t} moved" for t in tags(60))
+    item = decode_news(doc(headline="Movers: " + wrap[:900], body=wrap), now=NOW)
+    assert isinstance(item, NewsItem) and len(item.tickers) == 60
+
+
+@given(
+    given_n=st.integers(0, 12),
+    cashtag_n=st.integers(0, 12),
+    overlap=st.integers(0, 12),
+    limit=st.integers(1, 20),
+)
+def test_an_item_is_refused_exactly_when_its_distinct_tickers_exceed_the_limit(
+    given_n: int, cashtag_n: int, overlap: int, limit: int
+) -> None:
+    given_tickers = tags(given_n)
+    # cashtags start inside the given ones by `overlap`, so some repeat them
+    cashtags = tags(cashtag_n, start=max(given_n - overlap, 0))
+    raw = doc(tickers=given_tickers, body=" ".join(f"${t}" for t in cashtags))
+    distinct = set(given_tickers) | set(cashtags)
+    result = decode_news(raw, now=NOW, policy=IngestPolicy(max_tickers=limit))
+    if len(distinct) > limit:
+        assert isinstance(result, Rejection) and "ingest.max_tickers" in result.reason
+    else:
+        assert isinstance(result, NewsItem) and set(result.tickers) == distinct
+
+
 @pytest.mark.parametrize(
     ("text", "tags"),
     [

@@ -96,7 +96,7 @@ def test_ready_is_503_while_the_inference_process_is_dead_or_restarting(
         down = wait_for(model_down, 30, "/ready to answer 503")
         assert down == {
             "ready": False,
-            "checks": {"kafka": True, "database": True, "model": False},
+            "checks": {"kafka": True, "database": True, "model": False, "progress": True},
         }
         worker.wait_ready(timeout=120)  # a new inference process has loaded the model
         assert _inference_process(worker).pid != dead.pid

@@ -18,7 +18,8 @@ from monitor.pipeline_types import Origin, RawMessage
 from monitor.processing import BatchProcessor
 from monitor.retention import RetentionResult
 from monitor.settings import Settings
-from pipelines.metrics import PipelineMetrics, consumer_lag
+from pipelines.metrics import PipelineMetrics
+from pipelines.progress import ProgressWatch
 from tests.doubles import KeywordClassifier
 from tests.ops.prom import Scrape
 
@@ -103,13 +104,27 @@ class FakeConsumer:
         return self.highwaters[tp]
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def watch_of(consumer: Any, clock: Clock, stall_after_s: float = 30) -> ProgressWatch:
+    app = SimpleNamespace(consumer=consumer)
+    return ProgressWatch(app, TOPIC, stall_after_s, clock=clock)  # type: ignore[arg-type]
+
+
 def test_consumer_lag_is_end_minus_committed_for_known_partitions() -> None:
     p0, p1, p2, other = TP(TOPIC, 0), TP(TOPIC, 1), TP(TOPIC, 2), TP("elsewhere", 0)
     consumer = FakeConsumer({p0: 120, p1: 7, p2: None, other: 50}, {p0: 100, p1: 7, other: 1})
-    assert consumer_lag(consumer, TOPIC) == {0: 20, 1: 0}  # type: ignore[arg-type]
+    watch = watch_of(consumer, Clock())
+    assert {tp.partition: o.lag for tp, o in watch.offsets().items()} == {0: 20, 1: 0, 2: None}
 
     metrics = PipelineMetrics()
-    metrics.watch_consumer(SimpleNamespace(consumer=consumer), TOPIC)  # type: ignore[arg-type]
+    metrics.watch_consumer(watch)
     lags = scrape(metrics).series("finmon_consumer_lag")
     assert lags == {
         frozenset({("topic", TOPIC), ("partition", "0")}): 20,
@@ -122,7 +137,43 @@ def test_a_consumer_that_is_not_running_reports_no_lag() -> None:
         def assignment(self) -> Any:
             raise RuntimeError("consumer not started")
 
-    assert consumer_lag(Stopped(), TOPIC) == {}  # type: ignore[arg-type]
+    assert watch_of(Stopped(), Clock()).offsets() == {}
+
+
+def test_progress_metrics_follow_assignment_rebalances_and_stalls(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The gauges an operator alerts on, and the log line that says why a worker stalled."""
+    p0, p1 = TP(TOPIC, 0), TP(TOPIC, 1)
+    consumer = FakeConsumer({p0: 50, p1: 9}, {p0: 10, p1: 9})
+    clock = Clock()
+    watch = watch_of(consumer, clock)
+    metrics = PipelineMetrics()
+    metrics.watch_consumer(watch)
+    watch.assigned([p0])
+    watch.assigned([p0, p1])  # a second rebalance
+    watch.watch()
+    clock.now += 31
+    with caplog.at_level("INFO", logger="pipelines.progress"):
+        watch.watch()
+        got = scrape(metrics)
+        assert got.value("finmon_assigned_partitions", topic=TOPIC) == 2
+        assert got.value("finmon_rebalances_total") == 2
+        assert got.value("finmon_seconds_since_progress") == 31
+        assert got.value("finmon_stalled_partitions") == 1
+        [stall] = watch.stalls()
+        assert stall.partition == p0 and stall.lag == 40
+        consumer._committed_offset[p0] = 50  # caught up
+        clock.now += 1
+        watch.watch()
+    assert scrape(metrics).value("finmon_stalled_partitions") == 0
+    assert scrape(metrics).value("finmon_seconds_since_progress") == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"no progress for 31s on {TOPIC}[0], which this worker owns, with lag 40"
+        " (committed 10, end 50): not ready until it moves (kafka.stall_after 30s)"
+    ]
+    assert any("progresses again" in r.getMessage() for r in caplog.records)
 
 
 def test_a_failing_job_is_counted_as_an_error() -> None:

@@ -95,8 +95,10 @@ class PacedProducer:
         *,
         per_second: float | None = None,
         max_request_size: int = 1024 * 1024,
+        bootstrap: str = KAFKA_BOOTSTRAP,
     ) -> None:
         self.topic = topic
+        self.bootstrap = bootstrap
         self.messages = list(messages)
         self.per_second = per_second
         self.max_request_size = max_request_size
@@ -119,8 +121,9 @@ class PacedProducer:
 
     def _run(self) -> None:
         producer = KafkaProducer(
-            bootstrap_servers=[KAFKA_BOOTSTRAP],
+            bootstrap_servers=self.bootstrap.split(","),
             acks="all",
+            enable_idempotence=True,
             linger_ms=5,
             max_request_size=self.max_request_size,
             delivery_timeout_ms=400_000,
@@ -204,12 +207,17 @@ class Accounting:
 
 
 def account(
-    run: str, feed: Feed, engine: Engine, output_topic: str, dead_letter_topic: str
+    run: str,
+    feed: Feed,
+    engine: Engine,
+    output_topic: str,
+    dead_letter_topic: str,
+    bootstrap: str = KAFKA_BOOTSTRAP,
 ) -> Accounting:
     """Count the feed's outcome now (call `wait_until_accounted` first)."""
     stored = _stored_ids(engine, feed.ids)
-    published = _ids(read_topic(output_topic))
-    dead = _ids(read_topic(dead_letter_topic))
+    published = _ids(read_topic(output_topic, bootstrap=bootstrap))
+    dead = _ids(read_topic(dead_letter_topic, bootstrap=bootstrap))
     rows = stored_count(engine)  # the test's database holds this feed only
     windows = [window_total(engine, size, "all") for size in WINDOW_SIZES]
     over = max(w - rows for w in windows)
@@ -228,19 +236,24 @@ def account(
 
 
 def wait_until_accounted(
-    feed: Feed, engine: Engine, output_topic: str, dead_letter_topic: str, timeout: float = 300
+    feed: Feed,
+    engine: Engine,
+    output_topic: str,
+    dead_letter_topic: str,
+    timeout: float = 300,
+    bootstrap: str = KAFKA_BOOTSTRAP,
 ) -> None:
     """Wait until every id is stored (and published) or dead-lettered."""
 
     def settled() -> bool:
         stored = _stored_ids(engine, feed.ids)
-        if feed.ids - stored - set(_ids(read_topic(dead_letter_topic))):
+        if feed.ids - stored - set(_ids(read_topic(dead_letter_topic, bootstrap=bootstrap))):
             return False
-        return not stored - set(_ids(read_topic(output_topic)))
+        return not stored - set(_ids(read_topic(output_topic, bootstrap=bootstrap)))
 
     def progress() -> str:
         stored = _stored_ids(engine, feed.ids)
-        dead = set(_ids(read_topic(dead_letter_topic)))
+        dead = set(_ids(read_topic(dead_letter_topic, bootstrap=bootstrap)))
         return f"{len(stored)} stored, {len(dead)} dead-lettered of {feed.n}"
 
     try:

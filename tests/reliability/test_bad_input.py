@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from harness.worker import WorkerHarness, news, read_topic, wait_for
-from monitor.db.models import NewsItemRow
+from monitor.db.models import NewsItemRow, NewsItemTickerRow, TrendWindowRow
 from tests.conftest import _truncate
 from tests.reliability.accounting import PacedProducer
 from tests.reliability.conftest import SecretDatabase
@@ -121,6 +121,16 @@ CASES = [
     Case("tickers not a list", doc("tk-str", tickers="AAPL"), "'tickers' must be a list"),
     Case("ticker not a string", doc("tk-int", tickers=[1]), "'tickers' must be a list"),
     Case("ticker surrogate", doc("tk-sur", tickers=["\udc00"]), "invalid ticker"),
+    Case(
+        "50 000 tickers (0.5 MB)",
+        doc("tk-50k", tickers=[f"T{i}" for i in range(50_000)]),
+        reason="more than 100 distinct tickers ('tickers', 'entities' and cashtags)",
+    ),
+    Case(
+        "body full of cashtags",
+        doc("tk-body", body=" ".join(f"$C{i}" for i in range(500))),
+        reason="over the ingest.max_tickers limit",
+    ),
     Case("body is an object", doc("body-obj", body={"a": 1}), "'body' must be a string"),
     Case("source is a number", doc("src-num", source=5), "'source' must be a string"),
     Case("naive timestamp", doc("naive", published_at="2026-11-28T10:00:00"), "no timezone"),
@@ -154,6 +164,12 @@ CASES = [
     ),
     Case("lone surrogate text", doc("sur-text", headline="caf\udce9 up"), stored_id="sur-text"),
     Case("SQL in fields", doc(SQL_ID, headline=SQL_HEADLINE, source="'; --"), stored_id=SQL_ID),
+    Case(
+        "100 tickers, the limit",
+        doc("tk-100", tickers=[f"T{i}" for i in range(99)]),  # + $ACME in the headline
+        None,
+        "tk-100",
+    ),
     Case("duplicate, first", doc("dup", headline="$ACME first version"), stored_id="dup"),
 ]
 DUPLICATE_SECOND = doc("dup", headline="$ACME second version, different content")
@@ -273,6 +289,25 @@ def test_big_body_is_truncated_and_memory_stays_bounded(run: Run) -> None:
     growth_mb = (run.rss_after_kb - run.rss_before_kb) / 1024
     print(f"worker RSS {run.rss_before_kb // 1024} MB -> {run.rss_after_kb // 1024} MB")
     assert growth_mb < 200
+
+
+def test_ticker_limit_bounds_the_rows_one_item_writes(run: Run) -> None:
+    """At `ingest.max_tickers` (the default, 100) an item writes 100 ticker rows and one
+    window row per ticker and size; the 50 000-ticker message wrote nothing."""
+    keys = [f"T{i}" for i in range(99)]  # and ACME, which other cases name too
+    with run.engine.connect() as conn:
+        ticker_rows = conn.scalar(select(func.count()).where(NewsItemTickerRow.item_id == "tk-100"))
+        window_rows = conn.scalar(
+            select(func.count()).where(
+                TrendWindowRow.dimension == "ticker", TrendWindowRow.key.in_(keys)
+            )
+        )
+        refused = conn.scalar(
+            select(func.count()).where(NewsItemTickerRow.item_id.in_(["tk-50k", "tk-body"]))
+        )
+    assert ticker_rows == 100
+    assert window_rows == 99 * 3  # the 1 min, 5 min and 1 h windows
+    assert refused == 0
 
 
 def test_timestamps_follow_the_configured_policy(run: Run) -> None:

@@ -68,7 +68,10 @@ def test_worker_killed_mid_stream_and_restarted(tmp_path: Path, reliability_engi
     # The broker waits a session timeout before it gives a dead member's partitions to the
     # restarted one (60 s by default); 10 s keeps the test short and changes nothing else.
     worker = WorkerHarness(
-        tmp_path, "kill", FINMON_DATABASE__URL=RELIABILITY_PG_URL, BROKER_SESSION_TIMEOUT="10"
+        tmp_path,
+        "kill",
+        FINMON_DATABASE__URL=RELIABILITY_PG_URL,
+        FINMON_KAFKA__SESSION_TIMEOUT="10s",
     )
     with worker:
         producer = start_feed(worker, feed, reliability_engine)
