@@ -20,10 +20,9 @@ from sqlalchemy import Engine, make_url
 
 from harness.stack import PG_URL, port_open
 from harness.worker import REPO
-from monitor.db.engine import make_engine, upgrade
 from tests.alerts.conftest import webhook  # noqa: F401  (the alert tests' receiver)
-from tests.conftest import _truncate, require_stack
-from tests.reliability.conftest import _create_database
+from tests.conftest import require_stack
+from tests.reliability.conftest import emptied_around, migrated_database
 
 CLUSTER_BOOTSTRAP = os.environ.get(
     "FINMON_TEST_KAFKA_CLUSTER", "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"
@@ -96,17 +95,10 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def cluster_engine_session() -> Iterator[Engine]:
-    require_stack()
-    _create_database(CLUSTER_PG_URL)
-    upgrade(CLUSTER_PG_URL)
-    engine = make_engine(CLUSTER_PG_URL)
-    yield engine
-    engine.dispose()
+    yield from migrated_database(CLUSTER_PG_URL)
 
 
 @pytest.fixture
 def cluster_engine(cluster_engine_session: Engine) -> Iterator[Engine]:
     """The cluster tests' database, empty at the start of the test and emptied after it."""
-    _truncate(cluster_engine_session)
-    yield cluster_engine_session
-    _truncate(cluster_engine_session)
+    yield from emptied_around(cluster_engine_session)

@@ -35,6 +35,17 @@ class Mailbox:
         return "250 OK"
 
 
+TICKER_RULE = """[[alerts.rules]]
+name = "ticker-negative-spike"
+dimension = "ticker"
+window = "5m"
+min_volume = 5
+min_bearish = 3
+min_share_increase = 0.3
+"""
+"""The rule both tests judge: 3 bearish items in a ticker's 5-minute window, a 30-point rise."""
+
+
 def write_config(path: Path, smtp_port: int, webhook_url: str) -> Path:
     path.write_text(
         f"""
@@ -46,14 +57,7 @@ path = "{REPO / "models" / "finmon-minilm-v1"}"
 allowed_lateness = "0s"
 idle_timeout = "2s"
 
-[[alerts.rules]]
-name = "ticker-negative-spike"
-dimension = "ticker"
-window = "5m"
-min_volume = 5
-min_bearish = 3
-min_share_increase = 0.3
-
+{TICKER_RULE}
 [alerts.channels.desk]
 type = "email"
 host = "127.0.0.1"
@@ -133,14 +137,7 @@ idle_timeout = "3s"
 reopen_within = "10m"
 notify_max_age = "3h"
 
-[[alerts.rules]]
-name = "ticker-negative-spike"
-dimension = "ticker"
-window = "5m"
-min_volume = 5
-min_bearish = 3
-min_share_increase = 0.3
-
+{TICKER_RULE}
 [alerts.channels.hook]
 type = "webhook"
 url = "{url}"
@@ -195,7 +192,7 @@ def test_a_shuffled_stream_makes_one_incident_per_episode(
     when the backlog is judged and resolved within one group_wait)."""
     config = tmp_path / "config.toml"
     model = REPO / "models" / "finmon-minilm-v1"
-    config.write_text(SHUFFLED_CONFIG.format(model=model, url=webhook.url))
+    config.write_text(SHUFFLED_CONFIG.format(model=model, url=webhook.url, TICKER_RULE=TICKER_RULE))
     stream = shuffled_stream(datetime.now(UTC))
     env = {"FINMON_CONFIG": str(config), "E2E_WEBHOOK_SECRET": SECRET}
     with WorkerHarness(tmp_path, "shuffled", **env) as worker:

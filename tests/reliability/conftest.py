@@ -44,22 +44,33 @@ def _create_database(url: str) -> None:
         admin.dispose()
 
 
-@pytest.fixture(scope="session")
-def reliability_engine_session() -> Iterator[Engine]:
+def migrated_database(url: str) -> Iterator[Engine]:
+    """For a session fixture: the database of `url`, created if missing and migrated to
+    head (needs the stack); its engine is disposed at the end."""
     require_stack()
-    _create_database(RELIABILITY_PG_URL)
-    upgrade(RELIABILITY_PG_URL)
-    engine = make_engine(RELIABILITY_PG_URL)
+    _create_database(url)
+    upgrade(url)
+    engine = make_engine(url)
     yield engine
     engine.dispose()
+
+
+def emptied_around(engine: Engine) -> Iterator[Engine]:
+    """For a test fixture: `engine`'s tables emptied before and after the test."""
+    _truncate(engine)
+    yield engine
+    _truncate(engine)
+
+
+@pytest.fixture(scope="session")
+def reliability_engine_session() -> Iterator[Engine]:
+    yield from migrated_database(RELIABILITY_PG_URL)
 
 
 @pytest.fixture
 def reliability_engine(reliability_engine_session: Engine) -> Iterator[Engine]:
     """The reliability database, empty at the start of the test and emptied after it."""
-    _truncate(reliability_engine_session)
-    yield reliability_engine_session
-    _truncate(reliability_engine_session)
+    yield from emptied_around(reliability_engine_session)
 
 
 @dataclass(frozen=True)
