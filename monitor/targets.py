@@ -9,12 +9,12 @@ so does a ticker that cannot be found in the text: there is nothing to point the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.contract import NewsItem, extract_cashtags
 from monitor.model.interface import Classification, ModelInput
+from monitor.model.text import mention_pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +52,7 @@ def locate_targets(item: NewsItem) -> dict[str, str]:
 
 
 def _mentions(text: str, word: str, *, exact: bool = False) -> bool:
-    pattern = rf"(?<![\w$]){re.escape(word)}(?!\w)"
-    return re.search(pattern, text, 0 if exact else re.IGNORECASE) is not None
+    return mention_pattern(word, exact=exact).search(text) is not None
 
 
 def model_inputs(

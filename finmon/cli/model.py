@@ -113,6 +113,12 @@ def _parse_sources(
     "--distill-temperature", type=click.FloatRange(min=0.1), default=2.0, show_default=True
 )
 @click.option(
+    "--target-markers/--no-target-markers",
+    default=True,
+    show_default=True,
+    help="Wrap the target's mentions in the text in << >> (as well as appending it).",
+)
+@click.option(
     "--init",
     type=_existing_dir,
     default=None,

@@ -117,6 +117,7 @@ class BatchedClassifier:
                 for item in inputs
             ],
             self._loaded.max_length,
+            mark_target=bool(self._loaded.meta.get("target_markers", False)),
         )
 
     @property

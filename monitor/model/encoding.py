@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from monitor.model.text import mark_mentions
+
 Features = dict[str, list[int]]
 
 
@@ -29,6 +31,7 @@ def encode_item(
     body: str | None,
     max_length: int,
     target: str | None = None,
+    mark_target: bool = False,
 ) -> Features:
     """Token ids for one (already normalised) item, cut to ``max_length`` without error.
 
@@ -39,13 +42,17 @@ def encode_item(
 
     With a target the text (headline, then body) is the first segment and the target the
     second, cut to :data:`MAX_TARGET_TOKENS`; only the text is cut beyond that, so the
-    model always sees whom it is asked about.
+    model always sees whom it is asked about. With ``mark_target`` (models trained so)
+    the target's mentions in the text are also wrapped in markers
+    (:func:`~monitor.model.text.mark_mentions`).
     """
     if target:
+        text = f"{headline} {body}" if body else headline
+        if mark_target:
+            text = mark_mentions(text, target)
         target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
         if len(target_ids) > MAX_TARGET_TOKENS:
             target = tokenizer.decode(target_ids[:MAX_TARGET_TOKENS])
-        text = f"{headline} {body}" if body else headline
         return dict(tokenizer(text, target, truncation="only_first", max_length=max_length))
     if not body:
         return dict(tokenizer(headline, truncation=True, max_length=max_length))
@@ -59,6 +66,7 @@ def encode_items(
     tokenizer: PreTrainedTokenizerBase,
     items: Sequence[Item],
     max_length: int,
+    mark_target: bool = False,
 ) -> list[Features]:
     """:func:`encode_item` for many (headline, body, target) items, in input order.
 
@@ -73,7 +81,9 @@ def encode_items(
     )
     batched = {i: {key: values[n] for key, values in batch.items()} for n, i in enumerate(alone)}
     return [
-        batched[i] if i in batched else encode_item(tokenizer, *item[:2], max_length, item[2])
+        batched[i]
+        if i in batched
+        else encode_item(tokenizer, *item[:2], max_length, item[2], mark_target)
         for i, item in enumerate(items)
     ]
 

@@ -88,6 +88,7 @@ class TrainConfig:
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
     max_ece: float = 0.05
+    target_markers: bool = True
 
 
 @dataclass(frozen=True)
@@ -355,7 +356,7 @@ def train(
 
     def encode(frame: pd.DataFrame) -> list[Features]:
         items = [(t, None, g or None) for t, g in zip(frame["text"], frame["target"], strict=True)]
-        return encode_items(tokenizer, items, cfg.max_length)
+        return encode_items(tokenizer, items, cfg.max_length, cfg.target_markers)
 
     for view in views:
         view.features, view.dev_features = encode(view.train), encode(view.dev)
@@ -453,6 +454,7 @@ def train(
         "max_length": cfg.max_length,
         "pooling": "mean",
         "targets": True,
+        "target_markers": cfg.target_markers,
         "temperature": {task: c["temperature"] for task, c in calibration.items()},
         "training": {
             "config": asdict(cfg),

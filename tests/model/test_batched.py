@@ -170,11 +170,22 @@ def test_batched_tokenizing_gives_each_item_its_own_ids(real_model: BatchedClass
         ("markets " * 500, LONG_BODY, "Acme " * 40),
         ("Fed holds rates", None, None),
     ]
-    assert encode_items(tokenizer, items, limit) == [
-        encode_item(tokenizer, headline, body or None, limit, target)
-        for headline, body, target in items
-    ]
+    for marked in (False, True):
+        assert encode_items(tokenizer, items, limit, marked) == [
+            encode_item(tokenizer, headline, body or None, limit, target, marked)
+            for headline, body, target in items
+        ]
     assert encode_items(tokenizer, [], limit) == []
+
+
+def test_marked_targets_change_only_targeted_inputs(real_model: BatchedClassifier) -> None:
+    """With markers the targeted text is the marked one; untargeted inputs are unchanged."""
+    tokenizer, limit = real_model.tokenizer, real_model.max_length
+    marked = encode_item(tokenizer, "Acme gains, Widget slips", None, limit, "Widget", True)
+    assert marked == dict(tokenizer("Acme gains, << Widget >> slips", "Widget"))
+    assert encode_item(tokenizer, "Fed holds", None, limit, None, True) == encode_item(
+        tokenizer, "Fed holds", None, limit
+    )
 
 
 def test_a_target_is_kept_whole_and_cut_last(real_model: BatchedClassifier) -> None:

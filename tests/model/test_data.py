@@ -17,11 +17,27 @@ from monitor.model.data import (
     resolve_duplicates,
 )
 from monitor.model.interface import SENTIMENT_LABELS
-from monitor.model.text import normalise_text
+from monitor.model.text import mark_mentions, normalise_text
 from tests.conftest import SHARED_DATA, needs_shared_data
 from tests.model.conftest import FIXTURES
 
 SENTIMENT_IDS = {0: "Bearish", 1: "Bullish", 2: "Neutral"}
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "marked"),
+    [
+        ("Acme gains, Widget slips", "Widget", "Acme gains, << Widget >> slips"),
+        ("Widget up; widget down", "WIDGET", "<< Widget >> up; << widget >> down"),
+        ("Tata Motors rises", "tata motors", "<< Tata Motors >> rises"),
+        ("$BA up, BA down", "BA", "<< $BA >> up, << BA >> down"),
+        ("BAT and ABA rally", "BA", "BAT and ABA rally"),
+        ("S&P 500 (SPX) dips", "S&P 500", "<< S&P 500 >> (SPX) dips"),
+        ("no mention here", "Acme", "no mention here"),
+    ],
+)
+def test_mark_mentions_wraps_whole_word_mentions_only(text: str, target: str, marked: str) -> None:
+    assert mark_mentions(text, target) == marked
 
 
 def test_normalise_strips_links_entities_and_odd_whitespace() -> None:
