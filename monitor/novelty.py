@@ -108,6 +108,13 @@ class NoveltyPolicy:
     min_shared_bands: int = 2
     """MinHash signature: `bands` x `rows` values; a candidate shares `min_shared_bands`
     bands (one band alone let in five times as many unrelated short headlines)."""
+    max_indexed_copies: int = 8
+    """A story's copies are indexed (their band keys stored, so later items find them) while
+    fewer than this many besides its first are among the candidates of the batch that links
+    them, and only when their words differ from every indexed copy's. Later copies still find
+    the story through the indexed ones, and the candidates an item is checked against stay
+    bounded however long a story keeps being syndicated (without the cap, each copy of a
+    much-repeated story was checked against all the copies before it)."""
 
     @property
     def num_perm(self) -> int:
@@ -150,6 +157,8 @@ class Link:
     story_id: str
     is_novel: bool
     bands: tuple[int, ...] = field(default=(), compare=False)
+    """The band keys to store for the item: empty when it is not indexed (a copy beyond
+    `NoveltyPolicy.max_indexed_copies`, or with the same words as an indexed one)."""
 
 
 def tokens(headline: str) -> frozenset[str]:
@@ -288,15 +297,24 @@ class Linker:
         prints = [self.hasher.fingerprint(item.headline) for item in new]
         wanted = {band for fp in prints for band in fp.bands}
         pool: dict[int, list[tuple[StoryItem, Fingerprint, str]]] = {}
+        indexed: dict[str, set[frozenset[str]]] = {}  # story -> word sets of indexed copies
         for cand in candidates:
             fp = self.hasher.fingerprint(cand.headline)
-            self._index(pool, wanted, cand, fp, cand.story_id or cand.item_id)
+            story_id = cand.story_id or cand.item_id
+            indexed.setdefault(story_id, set()).add(fp.tokens)
+            self._index(pool, wanted, cand, fp, story_id)
         links = []
         for item, fp in zip(new, prints, strict=True):
             story = self._best(pool, item, fp)
-            link = Link(item.item_id, story or item.item_id, story is None, fp.bands)
+            copies = indexed.setdefault(story or item.item_id, set())
+            keep = story is None or (
+                fp.tokens not in copies and len(copies) <= self.policy.max_indexed_copies
+            )
+            link = Link(item.item_id, story or item.item_id, story is None, fp.bands if keep else ())
             links.append(link)
-            self._index(pool, wanted, item, fp, link.story_id)
+            if keep:
+                copies.add(fp.tokens)
+                self._index(pool, wanted, item, fp, link.story_id)
         return links
 
     @staticmethod

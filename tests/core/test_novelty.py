@@ -45,6 +45,47 @@ def test_five_copies_are_one_story_whose_first_is_novel() -> None:
     assert {link.story_id for link in links} == {"i0"}
 
 
+def test_only_copies_with_new_words_are_indexed_up_to_the_cap() -> None:
+    """A copy with the words of an indexed one, or beyond the cap, keeps no band keys."""
+    policy = NoveltyPolicy(max_indexed_copies=2)
+    texts = [
+        "Acme recalls 2 million cars over brake fault",
+        "Acme recalls 2 million cars over brake fault - Reuters",  # same words
+        "Acme recalls 2 million cars over a brake fault, sources say",
+        "Acme recalls 2 million cars over brake fault in US",
+        "Acme recalls 2 million cars over brake fault in Europe",
+    ]
+    items = [StoryItem(f"i{n}", T0 + timedelta(minutes=n), t) for n, t in enumerate(texts)]
+    links = Linker(policy).link(items, [])
+    assert {link.story_id for link in links} == {"i0"}
+    assert [bool(link.bands) for link in links] == [True, False, True, True, False]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=1, max_value=40), st.integers(min_value=1, max_value=6))
+def test_candidates_of_a_much_repeated_story_stay_bounded(copies: int, per_batch: int) -> None:
+    """Batch after batch of re-titled copies, the stored (indexed) ones fed back as
+    candidates: all join the first story, and the indexed copies never pass the cap."""
+    policy = NoveltyPolicy()
+    linker, stored = Linker(policy), []
+    base = "Acme recalls 2 million cars over brake fault"
+    for start in range(0, copies, per_batch):
+        batch = [
+            StoryItem(f"c{n}", T0 + timedelta(minutes=n), f"{base}, says {_word(n)}")
+            for n in range(start, min(copies, start + per_batch))
+        ]
+        for item, link in zip(batch, linker.link(batch, stored), strict=True):
+            assert link.story_id == "c0"
+            if link.bands:
+                stored.append(StoryItem(item.item_id, item.published_at, item.headline, (), "c0"))
+    assert len(stored) <= policy.max_indexed_copies + 1
+
+
+def _word(n: int) -> str:
+    """A distinct word per number, without digits (numbers would contradict)."""
+    return "x" + "".join("abcdefghij"[int(d)] for d in str(n))
+
+
 def test_a_copy_joins_the_story_of_its_stored_candidate_not_the_candidate_itself() -> None:
     root = StoryItem("root", T0, "Acme recalls 2 million cars over brake fault", story_id="root")
     copy = StoryItem(
