@@ -48,7 +48,7 @@ lint:
 	ruff check .
 	ruff format --check .
 
-# Types (mypy over finmon/, ingest/, monitor/, pipelines/, alerts/) and the architecture's import
+# Types (mypy over finmon/, ingest/, monitor/, pipelines/, alerts/, bench/, harness/) and the architecture's import
 # contracts (import-linter: layers, no cycles; see ARCHITECTURE.md).
 typecheck:
 	mypy

@@ -227,6 +227,7 @@ DEFAULT_RULES = [
         name="ticker-negative-spike",
         dimension="ticker",
         window=timedelta(minutes=5),
+        count="stories",
         min_volume=5,
         min_bearish=3,
         min_share_increase=0.3,

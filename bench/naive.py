@@ -75,20 +75,20 @@ AutoModelForSequenceClassification.register(
 def sentiment_pipeline(loaded: LoadedArtifact) -> Any:
     """A stock ``pipeline("text-classification")`` over the artifact's sentiment task."""
     labels = loaded.label_names["sentiment"]
+    # the multi-task model types its parts as plain modules; here they are a BERT and a Linear
+    encoder: Any = loaded.model.encoder
+    head: Any = loaded.model.heads["sentiment"]
+    tokenizer: Any = loaded.tokenizer
     config = FinmonSentimentConfig(
-        **loaded.model.encoder.config.to_dict()
+        **encoder.config.to_dict()
         | {
             "id2label": dict(enumerate(labels)),
             "label2id": {label: i for i, label in enumerate(labels)},
             "model_type": FinmonSentimentConfig.model_type,
         }
     )
-    model = FinmonSentimentForSequenceClassification(
-        config, loaded.model.encoder, loaded.model.heads["sentiment"]
-    ).eval()
-    return pipeline(
-        "text-classification", model=model, tokenizer=loaded.tokenizer, device=torch.device("cpu")
-    )
+    model = FinmonSentimentForSequenceClassification(config, encoder, head).eval()
+    return pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,15 @@ def batches(workload: Workload, size: int, count: int, topic: str) -> list[list[
     return [raw[i : i + size] for i in range(0, len(raw), size)]
 
 
+def _profiler() -> Any:
+    """pyinstrument's sampling profiler (a dev dependency), or None where it is missing."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return None
+    return Profiler(interval=0.002)
+
+
 class ReplayClassifier:
     """The real model's verdicts, computed once and then looked up by headline.
 
@@ -88,15 +97,14 @@ def build(args: argparse.Namespace, workload: Workload) -> Runtime:
     settings = load_settings(
         database={"url": args.pg_url}, batching={"max_batch_size": args.batch_size}
     )
-    classifier: Classifier = load_classifier(
+    model = load_classifier(
         args.model or settings.model_path,
         device="cpu",
         threads=args.threads or settings.model.threads,
         max_batch_size=args.batch_size,
         cpu_parallelism=settings.model.cpu_parallelism,
     )
-    if args.without_model:
-        classifier = ReplayClassifier(classifier, workload)
+    classifier: Classifier = ReplayClassifier(model, workload) if args.without_model else model
     return build_runtime(settings, classifier=classifier)
 
 
@@ -129,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if runtime.alerts is not None:
         timer.wrap(runtime.alerts, "evaluate", "alerts.evaluate")
 
-    try:
-        from pyinstrument import Profiler
-    except ImportError:
-        Profiler = None
-    profiler = Profiler(interval=0.002) if Profiler else None
+    profiler = _profiler()
     if profiler:
         profiler.start()
     cpu_before, pg_before = time.process_time(), postgres_cpu_seconds()

@@ -38,12 +38,12 @@ from sqlalchemy import Engine, func, select
 from bench.end_to_end import prepare_database
 from bench.workload import Workload, encode
 from harness.worker import KeywordWorkerHarness, wait_for
-from monitor.contract import IngestPolicy, decode_news
+from monitor.contract import IngestPolicy, NewsItem, decode_news
 from monitor.db.engine import make_engine
 from monitor.db.models import NewsItemRow
 from monitor.db.store import NewsStore
 from monitor.model.interface import Classification
-from monitor.pipeline_types import ClassifiedItem, NewsItem
+from monitor.pipeline_types import ClassifiedItem
 from monitor.settings import KafkaSettings
 from pipelines.topics import ensure_topics
 

@@ -310,7 +310,9 @@ class Linker:
             keep = story is None or (
                 fp.tokens not in copies and len(copies) <= self.policy.max_indexed_copies
             )
-            link = Link(item.item_id, story or item.item_id, story is None, fp.bands if keep else ())
+            link = Link(
+                item.item_id, story or item.item_id, story is None, fp.bands if keep else ()
+            )
             links.append(link)
             if keep:
                 copies.add(fp.tokens)

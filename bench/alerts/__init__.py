@@ -3,7 +3,9 @@
 A seeded generator writes 6 hours of background news on 24 tickers in four sectors and
 several topics, with negative episodes of different sizes and shapes injected (one ticker,
 one sector, the whole market, a slow build-up on one ticker) and background noise that must
-not fire (a busy but ordinary news flurry, a few bearish items on a quiet ticker). The same
+not fire (a busy but ordinary news flurry, a few bearish items on a quiet ticker, one bearish
+story carried by a dozen outlets). The ticker episode is itself syndicated (each story
+carried by two outlets), and `--count items|stories` makes every rule count that. The same
 stream is delivered four ways:
 
     a  in order, live: each item arrives shortly after it was published

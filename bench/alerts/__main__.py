@@ -18,11 +18,15 @@ from monitor.settings import Settings, load_settings
 
 
 def shipped_alert_settings(
-    settings: Settings, folder: Path, overrides: dict[str, Any]
+    settings: Settings, folder: Path, overrides: dict[str, Any], count: str | None = None
 ) -> AlertSettings:
     """The config's `[alerts]` (rules, routes, timing), its channels replaced by one log
-    file in `folder` so nothing leaves the machine."""
+    file in `folder` so nothing leaves the machine; with `count`, every rule counts that
+    (items or stories)."""
     raw = dict(settings.alerts)
+    if count:
+        rules = raw.get("rules") or AlertSettings().model_dump()["rules"]
+        raw["rules"] = [{**rule, "count": count} for rule in rules]
     raw["channels"] = {"log": {"type": "log", "path": str(folder / "alerts.log")}}
     raw["routes"] = [
         {**route, "channels": ["log"]} for route in raw.get("routes", [{"channels": ["log"]}])
@@ -44,6 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="override alerts.notify_max_age (e.g. 7d: deliver backlogs too)",
     )
+    parser.add_argument(
+        "--count",
+        choices=["items", "stories"],
+        default=None,
+        help="every rule counts this (default: each rule's own setting)",
+    )
     args = parser.parse_args(argv)
     stream = generate(args.seed)
     plans = deliveries(stream, args.seed)
@@ -59,14 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, arrivals in plans.items():
             sub = folder / str(len(scores))
             sub.mkdir()
-            alert_settings = shipped_alert_settings(settings, sub, overrides)
+            alert_settings = shipped_alert_settings(settings, sub, overrides, args.count)
             print(f"delivering {name} ...", flush=True)
             scores[name] = score(run(settings, alert_settings, arrivals, stream, sub), stream)
         print(report(scores))
         if args.chart:
             chart(
                 settings,
-                shipped_alert_settings(settings, folder, overrides),
+                shipped_alert_settings(settings, folder, overrides, args.count),
                 plans["a in order (live)"],
                 stream,
                 folder,

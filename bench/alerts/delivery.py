@@ -147,7 +147,9 @@ def run(
             index += 1
         if pending:
             batch, pending = pending[:BATCH], pending[BATCH:]
-            runtime.processor.process([a.item.message(a.partition) for a in batch])
+            outcome = runtime.processor.process([a.item.message(a.partition) for a in batch])
+            if outcome.dead_letters:  # every generated message is valid: a failure is a bug
+                raise RuntimeError(f"dead-lettered: {outcome.dead_letters[0].reason}")
             clock.seconds += len(batch) / BACKLOG_RATE  # the batch's processing time
             for a in batch:
                 newest = max(newest, a.item.at)

@@ -38,12 +38,21 @@ class Item:
     tickers: tuple[str, ...]
     topic: str
     sentiment: str
+    story: str = ""
+    """The headline of a story several outlets carry (each copy with its outlet's suffix);
+    empty for an item that is a story of its own."""
+
+    @property
+    def headline(self) -> str:
+        if self.story:
+            return f"{self.story} - Outlet{self.id}"
+        return " ".join([*("$" + t for t in self.tickers), "news", self.id])
 
     def message(self, partition: int) -> RawMessage:
         doc = {
             "id": self.id,
             "published_at": self.at.isoformat(),
-            "headline": f"{' '.join('$' + t for t in self.tickers)} news {self.id}",
+            "headline": self.headline,
             "tickers": list(self.tickers),
         }
         return RawMessage(json.dumps(doc).encode(), Origin("bench", partition, 0))
@@ -65,8 +74,10 @@ class Stream:
     items: list[Item] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
 
-    def add(self, at: datetime, tickers: Sequence[str], topic: str, sentiment: str) -> None:
-        self.items.append(Item(f"i{len(self.items)}", at, tuple(tickers), topic, sentiment))
+    def add(
+        self, at: datetime, tickers: Sequence[str], topic: str, sentiment: str, story: str = ""
+    ) -> None:
+        self.items.append(Item(f"i{len(self.items)}", at, tuple(tickers), topic, sentiment, story))
 
 
 def _sentiment(rng: random.Random, mix: dict[str, float]) -> str:
@@ -101,6 +112,16 @@ def generate(seed: int) -> Stream:
         stream.add(
             START + timedelta(minutes=200, seconds=40 * k), ("EOG",), "Energy | Oil", "bearish"
         )
+    # one bearish story that 12 outlets carry within 10 minutes: one piece of news, not a spike
+    # of opinion (counted by stories it is one bearish item)
+    for k in range(12):
+        stream.add(
+            START + timedelta(minutes=130, seconds=50 * k + rng.uniform(0, 40)),
+            ("MSFT",),
+            "Stock Movement",
+            "bearish",
+            "$MSFT recalls Surface laptops over battery fault",
+        )
 
     def episode(
         name: str,
@@ -108,11 +129,19 @@ def generate(seed: int) -> Stream:
         minutes: float,
         target: tuple[str, str],
         items: list[tuple[tuple[str, ...], str]],
+        carriers: int = 1,
     ) -> None:
+        """`items` bearish items in `minutes`; with `carriers` > 1, each consecutive run of
+        that many is one story carried by as many outlets (a real spike is syndicated too)."""
         start = START + timedelta(minutes=start_min)
         for k, (tickers, topic) in enumerate(items):
             offset = timedelta(minutes=minutes) * (k + rng.random()) / len(items)
-            stream.add(start + offset, tickers, topic, "bearish")
+            story = (
+                f"{' '.join('$' + t for t in tickers)} {name.split(':')[0]} story s{k // carriers}"
+                if carriers > 1
+                else ""
+            )
+            stream.add(start + offset, tickers, topic, "bearish", story)
         stream.episodes.append(
             Episode(
                 name,
@@ -125,11 +154,12 @@ def generate(seed: int) -> Stream:
         )
 
     episode(
-        "ticker-only: 40 bearish on AAPL in 15 min",
+        "ticker-only: 40 bearish on AAPL in 15 min, 20 stories of 2 outlets",
         90,
         15,
         ("ticker-negative-spike", "AAPL"),
         [(("AAPL",), "Stock Movement")] * 40,
+        carriers=2,
     )
     banks = SECTORS["banks"][1]
     episode(
@@ -174,14 +204,18 @@ class LabelClassifier:
     """The classifier double: returns the labels the generator set for each headline."""
 
     model_version = "bench-labels-1"
+    accepts_targets = False
 
     def __init__(self, items: Sequence[Item]) -> None:
-        self.labels = {item.id: (item.topic, item.sentiment) for item in items}
+        self.labels = {item.headline: (item.topic, item.sentiment) for item in items}
+
+    def ready(self) -> bool:
+        return True
 
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
         out = []
         for model_input in inputs:
-            topic, sentiment = self.labels[model_input.headline.rsplit(" ", 1)[-1]]
+            topic, sentiment = self.labels[model_input.headline]
             score = {"bearish": -0.8, "neutral": 0.0, "bullish": 0.7}[sentiment]
             out.append(
                 Classification(topic, 0.9, sentiment, score, {sentiment: 0.9}, self.model_version)

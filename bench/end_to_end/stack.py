@@ -21,6 +21,8 @@ def prepare_database(url: str) -> Engine:
     try:
         with admin.connect() as conn:
             name = target.database
+            if not name:
+                raise ValueError(f"the benchmark's database URL names no database: {url}")
             exists = conn.scalar(
                 text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
             )
