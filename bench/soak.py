@@ -1,7 +1,7 @@
 """`python -m bench.soak`: two workers on the cluster for 30 minutes at half load.
 
 Opt-in, never in CI (docs/reliability.md, "Soak"). Two `finmon worker` processes (the real
-model; `--keyword` for the keyword classifier double) share the 6 partitions of a replicated
+configured model; `--keyword` for the keyword classifier double) share the 6 partitions of a replicated
 input topic on the 3-broker cluster (`scripts/stack.sh cluster up`) while a paced producer
 sends `--rate` items per second (default 100: about half of what one worker does end to end
 on the 2-core machine, docs/performance.md). Every `--every` seconds it samples, per worker
@@ -44,7 +44,6 @@ from pipelines.topics import ensure_topics
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_PG_URL = "postgresql+psycopg://finmon:finmon@127.0.0.1:5432/finmon_soak"
-MODEL = Path(__file__).resolve().parent.parent / "models" / "finmon-minilm-v1"
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,6 @@ def main(argv: list[str] | None = None) -> int:
         "FINMON_KAFKA__BOOTSTRAP_SERVERS": json.dumps(args.bootstrap.split(",")),
         "FINMON_KAFKA__INPUT_PARTITIONS": "6",
         "FINMON_DATABASE__URL": args.pg_url,
-        "FINMON_MODEL__PATH": str(MODEL),
     }
     kind = KeywordWorkerHarness if args.keyword else WorkerHarness
     first = kind(logs, "soak", **env)
