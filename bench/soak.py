@@ -1,10 +1,10 @@
 """`python -m bench.soak`: two workers on the cluster for 30 minutes at half load.
 
-Opt-in, never in CI (docs/reliability.md, "Soak"). Two `finmon worker` processes (the real
-configured model; `--keyword` for the keyword classifier double) share the 6 partitions of a replicated
-input topic on the 3-broker cluster (`scripts/stack.sh cluster up`) while a paced producer
-sends `--rate` items per second (default 100: about half of what one worker does end to end
-on the 2-core machine, docs/performance.md). Every `--every` seconds it samples, per worker
+Opt-in, never in CI (docs/reliability.md, "Soak"). Two `finmon worker` processes (the
+configured model; `--keyword` for the keyword classifier double) share the 6 partitions of a
+replicated input topic on the 3-broker cluster (`scripts/stack.sh cluster up`) while a paced
+producer sends `--rate` items per second (default 100: about half of what one worker does end
+to end on the 2-core machine, docs/performance.md). Every `--every` seconds it samples, per worker
 (with its inference process): RSS, open file descriptors, and the consumer lag it reports.
 
 At the end it writes bench/results/soak-<time>.{csv,json,png} (the chart: RSS, descriptors
