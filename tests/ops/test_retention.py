@@ -76,7 +76,7 @@ def test_retention_is_idempotent(engine: Engine) -> None:
 
 def test_story_bands_older_than_their_age_are_deleted_in_chunks(engine: Engine) -> None:
     from monitor.db.models import NewsItemBandRow
-    from monitor.novelty import Linker
+    from monitor.novelty import Linker, NoveltyPolicy
 
     processor = BatchProcessor(
         KeywordClassifier(), NewsStore(engine, SIZES, Linker()), IngestPolicy(), clock=lambda: NOW
@@ -102,4 +102,4 @@ def test_story_bands_older_than_their_age_are_deleted_in_chunks(engine: Engine) 
         engine, NOW, window_sizes=SIZES, bands_max_age=timedelta(days=30), chunk=7, **kwargs
     )
     assert band_items() == {"at-cutoff", "recent", "fresh"}
-    assert result.story_bands == 2 * 20 and result.news_items == 0
+    assert result.story_bands == 2 * NoveltyPolicy().bands and result.news_items == 0
