@@ -111,6 +111,11 @@ class NoveltyPolicy:
     fetched and checked: 14 bands of 2 rows, 3 shared, found as many of the labelled copies
     as 20 bands of 3 rows, 2 shared, with 30 % fewer rows and 20 % fewer candidates
     (docs/performance.md, "Story novelty")."""
+    max_candidates: int = 8
+    """Each new item is verified against at most this many candidates: those sharing the
+    most bands with it (a copy shares far more than a look-alike). Templated headlines
+    ("X shares rise N% after earnings") make dozens of look-alikes share a few bands, and
+    without a bound each of them was fetched and checked."""
     max_indexed_copies: int = 8
     """A story's copies are indexed (their band keys stored, so later items find them) while
     fewer than this many besides its first are among the candidates of the batch that links
@@ -361,13 +366,20 @@ class Linker:
             for entry in pool.get(band, ()):
                 counted = shared.setdefault(entry[0].item_id, [0, entry])
                 counted[0] += 1
+        policy = self.policy
+        nearest = sorted(
+            (
+                (-count, cand.item_id, entry)
+                for count, entry in shared.values()
+                if count >= policy.min_shared_bands
+                and (cand := entry[0]).item_id != item.item_id
+                and abs(cand.published_at - item.published_at) <= policy.horizon
+            ),
+            key=lambda ranked: ranked[:2],
+        )[: policy.max_candidates]
         best: tuple[float, datetime, str] | None = None
-        for count, (cand, cand_fp, story_id) in shared.values():
-            if count < self.policy.min_shared_bands or cand.item_id == item.item_id:
-                continue
-            if abs(cand.published_at - item.published_at) > self.policy.horizon:
-                continue
-            if not same_story(fp, cand_fp, self.policy, item.tickers, cand.tickers):
+        for _, _, (cand, cand_fp, story_id) in nearest:
+            if not same_story(fp, cand_fp, policy, item.tickers, cand.tickers):
                 continue
             score = len(fp.tokens & cand_fp.tokens) / len(fp.tokens | cand_fp.tokens)
             key = (-score, cand.published_at, story_id)

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, any_, bindparam, cast, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection, select, text
 
-from monitor.db.models import NewsItemBandRow, NewsItemRow, table
+from monitor.db.models import NewsItemRow, table
 from monitor.novelty import Link, Linker, StoryItem
 from monitor.pipeline_types import ClassifiedItem
 
@@ -49,37 +48,38 @@ class StoryLinks:
         ]
         if not new:
             return {}
-        bands = {b for n in new for b in self.linker.hasher.fingerprint(n.headline).bands}
-        horizon = self.linker.policy.horizon
-        first = min(n.published_at for n in new) - horizon
-        last = max(n.published_at for n in new) + horizon
-        candidates = self._candidates(
-            conn, sorted(bands), first, last, self.linker.policy.min_shared_bands
-        )
+        candidates = self._candidates(conn, new)
         return {link.item_id: link for link in self.linker.link(new, candidates)}
 
-    @staticmethod
-    def _candidates(
-        conn: Connection, bands: list[int], first: datetime, last: datetime, min_shared: int
-    ) -> list[StoryItem]:
-        """Stored items in [first, last] sharing `min_shared` of `bands` (some new item
-        may share fewer with them: the linker checks each pair again)."""
-        found: dict[str, StoryItem] = {}
+    def _candidates(self, conn: Connection, new: Sequence[StoryItem]) -> list[StoryItem]:
+        """For each new item, the stored items within its horizon sharing at least
+        `min_shared_bands` of its bands, at most `max_candidates` of them (those sharing
+        the most): the same candidates `Linker` would keep from a full pool, fetched once
+        for the batch."""
+        policy, hasher = self.linker.policy, self.linker.hasher
+        pairs = [
+            (i, band) for i, n in enumerate(new) for band in hasher.fingerprint(n.headline).bands
+        ]
+        windows = [
+            (i, n.published_at - policy.horizon, n.published_at + policy.horizon)
+            for i, n in enumerate(new)
+        ]
         params = {
-            "bands": _band_list(conn.dialect.name, bands),
-            "first": first,
-            "last": last,
-            "min_shared": min_shared,
+            **_wanted_params(conn.dialect.name, pairs, windows),
+            "min_shared": policy.min_shared_bands,
+            "per_item": policy.max_candidates,
         }
-        for row in conn.execute(_candidates_query(conn.dialect.name), params):
-            found[row.id] = StoryItem(
+        found = [
+            StoryItem(
                 row.id,
                 row.published_at,
                 row.headline,
                 tuple(row.tickers or ()),
                 row.story_id or row.id,
             )
-        return sorted(found.values(), key=lambda c: (c.published_at, c.item_id))
+            for row in conn.execute(_candidates_query(conn.dialect.name), params)
+        ]
+        return sorted(found, key=lambda c: (c.published_at, c.item_id))
 
     @staticmethod
     def band_rows(
@@ -96,28 +96,71 @@ class StoryLinks:
         return rows
 
 
+_WANTED = {
+    # (item index, band) pairs and each item's horizon: arrays on PostgreSQL, JSON on SQLite.
+    # Either way the statement's text does not depend on the batch, so it is compiled once.
+    "postgresql": """
+        SELECT p.idx, p.band, w.lo, w.hi
+        FROM unnest(CAST(:pair_idx AS integer[]), CAST(:pair_band AS bigint[])) AS p(idx, band)
+        JOIN unnest(
+            CAST(:item_idx AS integer[]),
+            CAST(:item_lo AS timestamptz[]),
+            CAST(:item_hi AS timestamptz[])
+        ) AS w(idx, lo, hi) ON w.idx = p.idx""",
+    "sqlite": """
+        SELECT json_extract(p.value, '$[0]') AS idx, json_extract(p.value, '$[1]') AS band,
+               json_extract(w.value, '$[1]') AS lo, json_extract(w.value, '$[2]') AS hi
+        FROM json_each(:pairs) AS p
+        JOIN json_each(:windows) AS w
+          ON json_extract(w.value, '$[0]') = json_extract(p.value, '$[0]')""",
+}
+
+
 @cache
 def _candidates_query(dialect: str) -> Any:
-    """Items in the horizon sharing a band with the batch. The band keys travel as one
-    parameter (an array on PostgreSQL, a JSON list on SQLite), so the statement is compiled
-    once: an IN list of a batch's ~2500 keys cost more to build than to run."""
-    items, keys = table(NewsItemRow), table(NewsItemBandRow)
-    wanted: Any = bindparam("bands")
+    """Per new item, its stored candidates ranked by shared bands (ties by id), the first
+    `per_item` kept; then those items' rows. The band lookups use the primary key
+    (band, item_id); the horizon is each item's own."""
+    items = table(NewsItemRow)
+    # assembled from this module's constants only: no value ever enters the text
+    return text(
+        f"""
+        WITH wanted AS ({_WANTED[dialect]}),
+        shared AS (
+            SELECT wanted.idx, b.item_id, count(*) AS n
+            FROM wanted
+            JOIN news_item_bands AS b
+              ON b.band = wanted.band AND b.published_at BETWEEN wanted.lo AND wanted.hi
+            GROUP BY wanted.idx, b.item_id
+            HAVING count(*) >= :min_shared
+        ),
+        ranked AS (
+            SELECT item_id, row_number() OVER (PARTITION BY idx ORDER BY n DESC, item_id) AS r
+            FROM shared
+        )
+        SELECT id, published_at, headline, tickers, story_id FROM news_items
+        WHERE id IN (SELECT item_id FROM ranked WHERE r <= :per_item)
+        """  # noqa: S608
+    ).columns(items.c.id, items.c.published_at, items.c.headline, items.c.tickers, items.c.story_id)
+
+
+def _wanted_params(
+    dialect: str, pairs: list[tuple[int, int]], windows: list[tuple[int, datetime, datetime]]
+) -> dict[str, object]:
     if dialect == "postgresql":
-        band_matches = keys.c.band == any_(cast(wanted, ARRAY(BigInteger)))
-    else:
-        listed = func.json_each(wanted).table_valued("value")
-        band_matches = keys.c.band.in_(select(listed.c.value))
-    sharing = (
-        select(keys.c.item_id)
-        .where(band_matches, keys.c.published_at.between(bindparam("first"), bindparam("last")))
-        .group_by(keys.c.item_id)
-        .having(func.count() >= bindparam("min_shared"))
-    )
-    return select(
-        items.c.id, items.c.published_at, items.c.headline, items.c.tickers, items.c.story_id
-    ).where(items.c.id.in_(sharing))
+        return {
+            "pair_idx": [i for i, _ in pairs],
+            "pair_band": [band for _, band in pairs],
+            "item_idx": [i for i, _, _ in windows],
+            "item_lo": [lo for _, lo, _ in windows],
+            "item_hi": [hi for _, _, hi in windows],
+        }
+    # SQLite compares the stored naive-UTC text, so the bounds are written the same way
+    return {
+        "pairs": json.dumps(pairs),
+        "windows": json.dumps([(i, _sqlite_time(lo), _sqlite_time(hi)) for i, lo, hi in windows]),
+    }
 
 
-def _band_list(dialect: str, bands: list[int]) -> object:
-    return bands if dialect == "postgresql" else json.dumps(bands)
+def _sqlite_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")

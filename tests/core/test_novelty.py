@@ -81,6 +81,20 @@ def test_candidates_of_a_much_repeated_story_stay_bounded(copies: int, per_batch
     assert len(stored) <= policy.max_indexed_copies + 1
 
 
+def test_a_copy_is_found_among_more_look_alikes_than_max_candidates() -> None:
+    """Only the candidates sharing the most bands are verified: a copy shares more than
+    any look-alike, so it is among them however many look-alikes there are."""
+    policy = NoveltyPolicy(max_candidates=2)
+    base = "Acme shares rise on strong cloud demand, beats estimates"
+    look_alikes = [
+        StoryItem(f"l{n}", T0, f"Acme shares rise on strong {w} demand", story_id=f"l{n}")
+        for n, w in enumerate(["chip", "ad", "auto", "retail", "energy", "phone", "game"])
+    ]
+    root = StoryItem("root", T0, base, story_id="root")
+    [link] = Linker(policy).link([StoryItem("new", T0, f"{base} - Reuters")], [*look_alikes, root])
+    assert link.story_id == "root"
+
+
 def _word(n: int) -> str:
     """A distinct word per number, without digits (numbers would contradict)."""
     return "x" + "".join("abcdefghij"[int(d)] for d in str(n))

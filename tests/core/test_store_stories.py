@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import random
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,8 @@ from monitor.contract import IngestPolicy
 from monitor.db.engine import alembic_config, make_engine, upgrade
 from monitor.db.models import NewsItemBandRow, NewsItemRow, TrendWindowRow
 from monitor.db.store import NewsStore
-from monitor.novelty import Linker
+from monitor.novelty import Linker, NoveltyPolicy, StoryItem
+from monitor.pipeline_types import Origin, RawMessage
 from monitor.processing import BatchProcessor
 from tests.core.test_store import NOW, SIZES, count, message
 from tests.doubles import KeywordClassifier
@@ -64,6 +68,59 @@ def test_five_outlets_one_story_across_batches(
             )
             == 5
         )
+
+
+def _templated(rng: random.Random, n: int) -> list[tuple[str, str, int]]:
+    """(id, headline, hours before NOW): look-alike headlines from a few templates, so many
+    items share bands without being copies, and real copies with outlet suffixes."""
+    names = ["Acme", "Globex", "Initech", "Umbrella"]
+    verbs = ["rises", "falls", "beats estimates", "misses estimates", "cuts guidance"]
+    out = []
+    for k in range(n):
+        if out and rng.random() < 0.3:
+            headline = f"{rng.choice(out)[1].split(' - ')[0]} - Outlet{k}"
+        else:
+            headline = f"{rng.choice(names)} shares {rng.choice(verbs)} on {rng.choice(names)} deal"
+        out.append((f"t{k}", headline, rng.randrange(0, 60)))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bounded_sql_candidates_link_as_the_full_pure_pool_does(
+    engine: Engine, classifier: KeywordClassifier, seed: int
+) -> None:
+    """The store fetches each item's best `max_candidates` stored candidates within its
+    own horizon; the pure linker given every indexed item must choose the same stories."""
+    policy = NoveltyPolicy(horizon=timedelta(hours=24), max_candidates=3)
+    store = NewsStore(engine, SIZES, Linker(policy))
+    proc = BatchProcessor(classifier, store, IngestPolicy(), clock=lambda: NOW)
+    rng = random.Random(seed)
+    items = _templated(rng, 90)
+    reference, indexed = Linker(policy), []
+    for start in range(0, len(items), 30):
+        batch = items[start : start + 30]
+        proc.process(
+            [
+                RawMessage(
+                    json.dumps(
+                        {
+                            "id": i,
+                            "headline": h,
+                            "published_at": (NOW - timedelta(hours=age)).isoformat(),
+                        }
+                    ).encode(),
+                    Origin("news.raw", 0, n),
+                )
+                for n, (i, h, age) in enumerate(batch)
+            ]
+        )
+        new = [StoryItem(i, NOW - timedelta(hours=age), h) for i, h, age in batch]
+        for item, link in zip(new, reference.link(new, indexed), strict=True):
+            assert stories(engine)[item.item_id] == (link.story_id, link.is_novel), item
+            if link.bands:
+                indexed.append(
+                    StoryItem(item.item_id, item.published_at, item.headline, (), link.story_id)
+                )
 
 
 def test_redelivery_changes_no_story_count(engine: Engine, classifier: KeywordClassifier) -> None:
