@@ -63,13 +63,15 @@ MACRO = [
     "European stocks open flat as investors await ECB decision",
     "US weekly jobless claims fall more than expected",
 ]
+# Every episode headline carries a figure, so the burst is many stories (as a real crisis
+# is), not a few headlines repeated: rules that count stories see it too.
 EPISODE = [
     "${t} plunges {pct}% after {name} grounds fleet following safety incident",
-    "{name} shares crash as FAA orders emergency inspections ${t}",
-    "${t} tumbles as airlines cancel {name} orders after crash",
-    "{name} downgraded to sell at {bank} amid safety crisis, stock sinks ${t}",
-    "${t} slides as {name} faces criminal probe over safety lapses",
-    "{name} halts deliveries, shares fall to multi-year low ${t}",
+    "{name} shares crash {pct}% as FAA orders emergency inspections ${t}",
+    "${t} tumbles {pct}% as airlines cancel {name} orders after crash",
+    "{name} downgraded to sell at {bank} amid safety crisis, stock sinks {pct}% ${t}",
+    "${t} slides {pct}% as {name} faces criminal probe over safety lapses",
+    "{name} halts deliveries, shares fall {pct}% to multi-year low ${t}",
 ]
 BANKS = ["Morgan Stanley", "Goldman Sachs", "Barclays", "UBS", "Citi", "Jefferies"]
 SOURCES = ["newswire", "marketdesk", "finsocial"]
@@ -84,7 +86,7 @@ class SampleSpec:
     per_hour: int = 120
     seed: int = 7
     episode_start_fraction: float = 0.7
-    episode_minutes: int = 25
+    episode_minutes: int = 15
     episode_items: int = 40
 
 
@@ -92,7 +94,7 @@ def _fill(template: str, ticker: str, rng: random.Random) -> str:
     return template.format(
         t=ticker,
         name=COMPANIES[ticker],
-        pct=rng.choice([2, 3, 4, 5, 7, 9, 12, 15]),
+        pct=rng.randrange(2, 30),
         bank=rng.choice(BANKS),
         price=rng.randrange(40, 900),
         bn=rng.randrange(1, 40),
