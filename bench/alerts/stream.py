@@ -46,7 +46,7 @@ class Item:
     def headline(self) -> str:
         if self.story:
             return f"{self.story} - Outlet{self.id}"
-        return " ".join([*("$" + t for t in self.tickers), "news", self.id])
+        return f"{_cashtags(self.tickers)} news {self.id}".strip()
 
     def message(self, partition: int) -> RawMessage:
         doc = {
@@ -78,6 +78,10 @@ class Stream:
         self, at: datetime, tickers: Sequence[str], topic: str, sentiment: str, story: str = ""
     ) -> None:
         self.items.append(Item(f"i{len(self.items)}", at, tuple(tickers), topic, sentiment, story))
+
+
+def _cashtags(tickers: Sequence[str]) -> str:
+    return " ".join("$" + t for t in tickers)
 
 
 def _sentiment(rng: random.Random, mix: dict[str, float]) -> str:
@@ -137,7 +141,7 @@ def generate(seed: int) -> Stream:
         for k, (tickers, topic) in enumerate(items):
             offset = timedelta(minutes=minutes) * (k + rng.random()) / len(items)
             story = (
-                f"{' '.join('$' + t for t in tickers)} {name.split(':')[0]} story s{k // carriers}"
+                f"{_cashtags(tickers)} {name.split(':')[0]} story s{k // carriers}"
                 if carriers > 1
                 else ""
             )
