@@ -113,6 +113,20 @@ def _parse_sources(
     "--distill-temperature", type=click.FloatRange(min=0.1), default=2.0, show_default=True
 )
 @click.option(
+    "--choose-teachers/--average-teachers",
+    default=True,
+    show_default=True,
+    help="Each view distils from the subset of teachers that scores best on its held-out "
+    "slice, or from the average of all of them.",
+)
+@click.option(
+    "--cross-task/--no-cross-task",
+    default=False,
+    show_default=True,
+    help="With a teacher: each source's texts also train the other task's head on the "
+    "teacher's soft labels (tweets labelled for topic teach sentiment, headlines topic).",
+)
+@click.option(
     "--target-markers/--no-target-markers",
     default=True,
     show_default=True,

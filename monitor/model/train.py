@@ -12,9 +12,12 @@ Recipe (the why of each choice is in the model cards under models/):
   ``n ** (1 / T)`` (T = 1: in proportion to size; larger T: closer to uniform), so a small
   news set is not drowned by a large tweet set; within a view, batches are built from
   similar-length rows so dynamic padding wastes little CPU;
-* with a teacher (one or more artifacts, averaged), the loss mixes the gold label's
+* with a teacher (one or more artifacts; each view averages the subset of them that
+  scores best on its held-out slice), the loss mixes the gold label's
   cross-entropy with the KL divergence to the teacher's temperature-softened
-  probabilities;
+  probabilities; with ``cross_task`` each source's texts (without targets) also train the
+  other task's head on the teacher's soft labels alone: a tweet labelled for topic has a
+  sentiment too, and a news headline has a topic although no news set labels topics;
 * AdamW with linear warmup and decay; after every epoch each view's held-out slice is
   scored and the best epoch's weights are kept (selection: the mean over tasks of the mean
   over the task's views of (accuracy + macro-F1) / 2);
@@ -24,6 +27,7 @@ Recipe (the why of each choice is in the model cards under models/):
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -89,6 +93,8 @@ class TrainConfig:
     distill_temperature: float = 2.0
     max_ece: float = 0.05
     target_markers: bool = True
+    cross_task: bool = False
+    choose_teachers: bool = True
 
 
 @dataclass(frozen=True)
@@ -114,12 +120,14 @@ class Source:
 
 @dataclass
 class View:
-    """What one batch stream trains on: a source's rows, with or without targets."""
+    """What one batch stream trains on: a source's rows, with or without targets; a view
+    without ``gold`` labels learns from the teacher's soft labels alone."""
 
     task: Task
     name: str
     train: pd.DataFrame
     dev: pd.DataFrame
+    gold: bool = True
     features: list[Features] = field(default_factory=list)
     dev_features: list[Features] = field(default_factory=list)
     teacher_probs: np.ndarray | None = None
@@ -141,6 +149,20 @@ def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> lis
             View(source.task, f"{name}/headline", headline_rows(train), headline_rows(dev))
         )
     return views
+
+
+def cross_task_views(views: Sequence[View]) -> list[View]:
+    """For every view without targets, a view of the same rows for each other task, with
+    no gold labels and no held-out slice (the teacher's soft labels are all it learns
+    from, and nothing labelled exists to stop on). Entity rows lend nothing: their target
+    matters only for sentiment, and their headlines are already a view of their own."""
+    return [
+        View(task, f"{task}/soft:{view.name}", view.train, view.dev.iloc[0:0], gold=False)
+        for view in views
+        if view.gold and not has_targets(view.train)
+        for task in TASKS
+        if task != view.task
+    ]
 
 
 def sampling_weights(sizes: Sequence[int], temperature: float) -> np.ndarray:
@@ -230,36 +252,105 @@ def selection_score(scores: Mapping[str, Mapping[str, float | int]]) -> float:
     return float(np.mean([np.mean(values) for values in by_task.values()]))
 
 
-def _teacher_probs(teachers: Sequence[Path], views: Sequence[View], cfg: TrainConfig) -> None:
-    """Average the teachers' probabilities, softened by ``distill_temperature``, over every
-    view's training rows; each teacher reads the rows through its own tokenizer."""
-    from monitor.model.batched import load_classifier
+def choose_teachers(
+    dev_probs: Sequence[np.ndarray], labels: np.ndarray, names: Sequence[str]
+) -> tuple[int, ...]:
+    """The subset of teachers whose averaged probabilities score best, by (accuracy +
+    macro-F1) / 2, on a held-out slice; a tie goes to the smaller subset (one pass fewer,
+    and no member that adds nothing). Teachers trained for other data can be worse than
+    none on some views, so each view gets its own subset."""
+    best: tuple[float, tuple[int, ...]] | None = None
+    for size in range(1, len(dev_probs) + 1):
+        for subset in itertools.combinations(range(len(dev_probs)), size):
+            predicted = np.mean([dev_probs[i] for i in subset], axis=0).argmax(axis=1)
+            report = score(labels, predicted, names)
+            value = (report.accuracy + report.macro_f1) / 2
+            if best is None or value > best[0]:
+                best = (value, subset)
+    assert best is not None  # at least one teacher
+    return best[1]
+
+
+def _teacher_probs(
+    teachers: Sequence[Path],
+    views: Sequence[View],
+    names: Mapping[str, Sequence[str]],
+    cfg: TrainConfig,
+) -> dict[str, list[str]]:
+    """Soft labels for every view's training rows: the average of its chosen teachers'
+    probabilities, softened by ``distill_temperature``. Unless ``choose_teachers`` is off
+    (then every view averages them all), a view with a held-out slice chooses its
+    teachers there (:func:`choose_teachers`); a view without one takes the
+    teachers that score best on all of its task's held-out slices together. Each teacher
+    reads rows through its own tokenizer, once per set of rows. Returns each view's
+    teachers by version."""
+    from monitor.model.batched import BatchedClassifier, load_classifier
     from monitor.model.interface import ModelInput
 
-    for path in teachers:
-        teacher = load_classifier(path, device="auto", threads=cfg.threads, max_batch_size=128)
-        for view in views:
+    classifiers = [
+        load_classifier(path, device="auto", threads=cfg.threads, max_batch_size=128)
+        for path in teachers
+    ]
+    passes: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+
+    def logits(teacher: int, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        key = (teacher, id(frame))
+        if key not in passes:
             inputs = [
                 ModelInput(text, None, target or None)
-                for text, target in zip(view.train["text"], view.train["target"], strict=True)
+                for text, target in zip(frame["text"], frame["target"], strict=True)
             ]
-            logits = teacher.predict_logits(inputs)[view.task] / cfg.distill_temperature
-            probs = torch.from_numpy(logits).softmax(dim=-1).numpy() / len(teachers)
-            view.teacher_probs = probs if view.teacher_probs is None else view.teacher_probs + probs
-        tqdm.write(f"teacher {path.name}: soft labels for {sum(len(v.train) for v in views)} rows")
+            passes[key] = classifiers[teacher].predict_logits(inputs)
+        return passes[key]
+
+    def calibrated(classifier: BatchedClassifier, raw: np.ndarray, task: str) -> np.ndarray:
+        return torch.from_numpy(raw / classifier.temperatures[task]).softmax(dim=-1).numpy()
+
+    def choose(task: Task, slices: Sequence[pd.DataFrame]) -> tuple[int, ...]:
+        if len(classifiers) == 1 or not slices or not cfg.choose_teachers:
+            return tuple(range(len(classifiers)))
+        probs = [
+            np.concatenate([calibrated(c, logits(t, frame)[task], task) for frame in slices])
+            for t, c in enumerate(classifiers)
+        ]
+        labels = np.concatenate([frame["label"].to_numpy() for frame in slices])
+        return choose_teachers(probs, labels, names[task])
+
+    chosen: dict[str, list[str]] = {}
+    for view in views:
+        own = [view.dev] if view.gold and len(view.dev) else []
+        task_slices = [v.dev for v in views if v.task == view.task and v.gold and len(v.dev)]
+        subset = choose(view.task, own or task_slices)
+        softened = [
+            torch.from_numpy(logits(t, view.train)[view.task] / cfg.distill_temperature)
+            .softmax(dim=-1)
+            .numpy()
+            for t in subset
+        ]
+        view.teacher_probs = np.mean(softened, axis=0)
+        chosen[view.name] = [classifiers[t].model_version for t in subset]
+        tqdm.write(f"teachers of {view.name}: {', '.join(chosen[view.name])}")
+    return chosen
 
 
-def _loss(
-    logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None, cfg: TrainConfig
+def training_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    soft: torch.Tensor | None,
+    cfg: TrainConfig,
 ) -> torch.Tensor:
     """Cross-entropy on the gold labels, mixed with the KL divergence to the teacher's
-    softened probabilities (scaled by T², so its gradients keep their size as T grows)."""
-    gold = F.cross_entropy(logits, labels)
+    softened probabilities (scaled by T², so its gradients keep their size as T grows);
+    rows without gold labels learn from the KL term alone."""
     if soft is None:
-        return gold
+        if labels is None:
+            raise ValueError("a view without gold labels needs a teacher")
+        return F.cross_entropy(logits, labels)
     t = cfg.distill_temperature
     kl = F.kl_div(F.log_softmax(logits / t, dim=-1), soft, reduction="batchmean") * t * t
-    return (1 - cfg.distill_weight) * gold + cfg.distill_weight * kl
+    if labels is None:
+        return kl
+    return (1 - cfg.distill_weight) * F.cross_entropy(logits, labels) + cfg.distill_weight * kl
 
 
 def _calibrate(
@@ -349,6 +440,10 @@ def train(
         task: model_label_names(task, first[task].data_dir) for task in TASKS
     }
     views = [view for source in sources for view in prepare_views(source, names[source.task], cfg)]
+    if cfg.cross_task:
+        if not teachers:
+            raise ValueError("cross-task training learns from a teacher: give one")
+        views += cross_task_views(views)
 
     base = identify_base(base_dir)
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
@@ -358,11 +453,13 @@ def train(
         items = [(t, None, g or None) for t, g in zip(frame["text"], frame["target"], strict=True)]
         return encode_items(tokenizer, items, cfg.max_length, cfg.target_markers)
 
+    encoded: dict[int, list[Features]] = {}  # views that share rows share their encoding
     for view in views:
-        view.features, view.dev_features = encode(view.train), encode(view.dev)
-    labels = [torch.tensor(view.train["label"].to_numpy()) for view in views]
-    if teachers:
-        _teacher_probs(teachers, views, cfg)
+        if id(view.train) not in encoded:
+            encoded[id(view.train)] = encode(view.train)
+        view.features, view.dev_features = encoded[id(view.train)], encode(view.dev)
+    labels = [torch.tensor(view.train["label"].to_numpy()) if view.gold else None for view in views]
+    view_teachers = _teacher_probs(teachers, views, names, cfg) if teachers else {}
     soft = [None if v.teacher_probs is None else torch.from_numpy(v.teacher_probs) for v in views]
 
     encoder = add_lora(
@@ -405,9 +502,10 @@ def train(
         for step, (v, index) in enumerate(progress, start=1):
             batch = pad_batch([features[v][i] for i in index], pad_id)
             teacher = soft[v]
-            loss = _loss(
+            gold = labels[v]
+            loss = training_loss(
                 model(**batch)[views[v].task],
-                labels[v][index],
+                None if gold is None else gold[index],
                 None if teacher is None else teacher[index],
                 cfg,
             )
@@ -465,6 +563,8 @@ def train(
             "views": {
                 view.name: {
                     "train_rows_used": len(view.train),
+                    "gold_labels": view.gold,
+                    "teachers": view_teachers.get(view.name, []),
                     "early_stopping_rows": len(view.dev),
                     "sampling_weight": float(w),
                 }

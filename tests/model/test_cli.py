@@ -74,23 +74,34 @@ def test_tiny_training_writes_a_loadable_artifact(tiny_artifacts: tuple[Path, Pa
     assert result.sentiment in {"bearish", "neutral", "bullish"}
 
 
-def test_distillation_from_a_teacher_and_a_warm_start(
+def test_distillation_from_teachers_across_tasks_and_a_warm_start(
     tiny_artifacts: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """A student trained on a teacher's soft labels (here the tiny artifact), starting
-    from another artifact's weights, records both; the mixed loss trains (it falls)."""
-    teacher, _ = tiny_artifacts
+    """A student trained on teachers' soft labels (here the two tiny artifacts, equal
+    weights under two names), across tasks, starting from another artifact's weights,
+    records all of them; every view chooses the first teacher (equal teachers: the smaller
+    subset); the rows of one task also train the other head; the loss falls."""
+    first, second = tiny_artifacts
     out = tmp_path / "student"
     run(
-        *TINY_TRAIN, "--out", str(out), "--skip-valid", "--teacher", str(teacher),
-        "--init", str(teacher), "--distill-weight", "0.7",
+        *TINY_TRAIN, "--out", str(out), "--skip-valid", "--teacher", str(first),
+        "--teacher", str(second), "--cross-task", "--init", str(first),
+        "--distill-weight", "0.7",
     )  # fmt: skip
     meta = read_meta(out)
-    version = load_classifier(teacher, device="cpu").model_version
-    assert meta["training"]["teachers"] == [version]
+    version, other = (load_classifier(p, device="cpu").model_version for p in (first, second))
+    assert meta["training"]["teachers"] == [version, other]
     assert meta["training"]["init"] == version
+    views = meta["training"]["views"]
+    assert {name for name, view in views.items() if not view["gold_labels"]} == {
+        "sentiment/soft:topic/topic",
+        "topic/soft:sentiment/sentiment",
+        "topic/soft:sentiment/news/headline",
+    }
+    assert all(view["teachers"] == [version] for view in views.values())
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert set(history[0]["dev"]) == {name for name, view in views.items() if view["gold_labels"]}
 
 
 def test_a_warm_start_refuses_an_adapter_of_another_rank(tmp_path: Path) -> None:

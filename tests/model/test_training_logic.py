@@ -1,5 +1,6 @@
 """The pure parts of training: source specs, temperature-balanced sampling, batching of
-views, the selection score, and calibration (ECE, temperature fitting)."""
+views, cross-task views, the loss, the selection score, and calibration (ECE, temperature
+fitting)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,24 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.model.calibration import expected_calibration_error, fit_temperature
-from monitor.model.train import Source, make_batches, sampling_weights, selection_score
+from monitor.model.train import (
+    Source,
+    TrainConfig,
+    View,
+    choose_teachers,
+    cross_task_views,
+    make_batches,
+    sampling_weights,
+    selection_score,
+    training_loss,
+)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +88,73 @@ def test_batches_are_reproducible() -> None:
     views = [features(50), features(20)]
     first = make_batches(views, 8, 2.0, np.random.default_rng(7))
     assert first == make_batches(views, 8, 2.0, np.random.default_rng(7))
+
+
+def rows(texts: list[str], targets: list[str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"text": texts, "target": targets or [""] * len(texts), "label": [0] * len(texts)}
+    )
+
+
+def test_cross_task_views_lend_untargeted_rows_to_the_other_task() -> None:
+    topic = View("topic", "topic/tw", rows(["a", "b"]), rows(["c"]))
+    entity = View("sentiment", "sentiment/news", rows(["x", "x"], ["A", "B"]), rows(["y"], ["A"]))
+    headline = View("sentiment", "sentiment/news/headline", rows(["z"]), rows(["w"]))
+    lent = cross_task_views([topic, entity, headline])
+    assert [(v.task, v.name, v.gold) for v in lent] == [
+        ("sentiment", "sentiment/soft:topic/tw", False),
+        ("topic", "topic/soft:sentiment/news/headline", False),
+    ]
+    # the same rows (so the teacher and the tokenizer read them once), nothing held out
+    assert lent[0].train is topic.train and lent[1].train is headline.train
+    assert all(v.dev.empty for v in lent)
+    assert cross_task_views(lent) == []  # soft views lend nothing further
+
+
+def test_loss_mixes_gold_and_teacher_and_learns_from_the_teacher_alone_without_gold() -> None:
+    cfg = TrainConfig(distill_weight=0.25, distill_temperature=2.0)
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    labels = torch.tensor([0, 1])
+    soft = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
+    gold = torch.nn.functional.cross_entropy(logits, labels)
+    kl = training_loss(logits, None, soft, cfg)
+    expected_kl = (soft * (soft.log() - (logits / 2).log_softmax(-1))).sum(-1).mean() * 4
+    assert kl == pytest.approx(float(expected_kl), rel=1e-5)
+    assert training_loss(logits, labels, None, cfg) == pytest.approx(float(gold))
+    assert training_loss(logits, labels, soft, cfg) == pytest.approx(float(0.75 * gold + 0.25 * kl))
+    with pytest.raises(ValueError, match="needs a teacher"):
+        training_loss(logits, None, None, cfg)
+
+
+def one_hot(predicted: list[int], confidence: float = 0.8) -> np.ndarray:
+    probs = np.full((len(predicted), 3), (1 - confidence) / 2)
+    probs[np.arange(len(predicted)), predicted] = confidence
+    return probs
+
+
+LABELS = np.array([0, 1, 2, 0, 1, 2])
+
+
+@pytest.mark.parametrize(
+    ("teachers", "expected"),
+    [
+        # the right teacher alone beats any average with a wrong one
+        ([one_hot([0, 1, 2, 0, 1, 2]), one_hot([1, 2, 0, 1, 2, 0])], (0,)),
+        ([one_hot([1, 2, 0, 1, 2, 0]), one_hot([0, 1, 2, 0, 1, 2])], (1,)),
+        # two half-right teachers, each sure where it is right: together they are right
+        (
+            [
+                np.vstack([one_hot([0, 1, 2], 0.9), one_hot([1, 2, 0], 0.4)]),
+                np.vstack([one_hot([1, 2, 0], 0.4), one_hot([0, 1, 2], 0.9)]),
+            ],
+            (0, 1),
+        ),
+        # equal teachers: the smaller subset
+        ([one_hot([0, 1, 2, 0, 1, 2]), one_hot([0, 1, 2, 0, 1, 2])], (0,)),
+    ],
+)
+def test_choose_teachers(teachers: list[np.ndarray], expected: tuple[int, ...]) -> None:
+    assert choose_teachers(teachers, LABELS, ["a", "b", "c"]) == expected
 
 
 def test_selection_weighs_tasks_equally() -> None:
