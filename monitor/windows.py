@@ -102,21 +102,6 @@ class Observation:
     """(ticker, sentiment, score) of the tickers whose windows count their own sentiment."""
 
 
-def keys_for(obs: Observation, sizes: Iterable[timedelta]) -> list[WindowKey]:
-    """Every window key that `obs` counts in."""
-    steps = [int(s.total_seconds()) for s in sizes]
-    return [WindowKey._make(key) for key, _, _ in _entries(obs, steps)]
-
-
-def counted_as(obs: Observation, dimension: str, key: str) -> tuple[str, float]:
-    """The (sentiment, score) that `obs` adds to its window of `dimension`/`key`."""
-    if dimension == "ticker":
-        for ticker, sentiment, score in obs.towards:
-            if ticker == key:
-                return sentiment, score
-    return obs.sentiment, obs.score
-
-
 def _entries(
     obs: Observation, steps: list[int]
 ) -> list[tuple[tuple[int, datetime, str, str], str, float]]:

@@ -14,8 +14,6 @@ from monitor.windows import (
     Observation,
     WindowKey,
     aggregate,
-    counted_as,
-    keys_for,
     window_start,
 )
 
@@ -66,6 +64,26 @@ def test_timestamp_lies_in_its_half_open_window(ts: datetime, seconds: int) -> N
     size = timedelta(seconds=seconds)
     start = window_start(ts, size)
     assert start <= ts < start + size
+
+
+def keys_for(obs: Observation, sizes: list[timedelta]) -> list[WindowKey]:
+    """Every window key that `obs` counts in, written out as the specification says."""
+    pairs = [("all", ALL_KEY), ("topic", obs.topic), *(("ticker", t) for t in obs.tickers)]
+    return [
+        WindowKey(int(size.total_seconds()), window_start(obs.published_at, size), dim, key)
+        for size in sizes
+        for dim, key in pairs
+    ]
+
+
+def counted_as(obs: Observation, dimension: str, key: str) -> tuple[str, float]:
+    """The (sentiment, score) that `obs` adds to its window of `dimension`/`key`: its own,
+    except in a ticker window whose ticker it judged separately."""
+    if dimension == "ticker":
+        for ticker, sentiment, score in obs.towards:
+            if ticker == key:
+                return sentiment, score
+    return obs.sentiment, obs.score
 
 
 def test_keys_cover_all_topic_and_each_ticker() -> None:
