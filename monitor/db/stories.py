@@ -12,15 +12,16 @@ new serialisation, only moves it to the start of the transaction.) SQLite has on
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select, text
+from sqlalchemy.dialects import sqlite
 
-from monitor.db.models import NewsItemRow, table
+from monitor.db.models import NewsItemRow, UTCDateTime, table
 from monitor.novelty import Link, Linker, StoryItem
 from monitor.pipeline_types import ClassifiedItem
 
@@ -166,5 +167,17 @@ def _pg_array(values: Iterable[object]) -> str:
 
 
 def _sqlite_text(value: datetime) -> str:
-    """How SQLite stores a `UTCDateTime` (naive UTC, microseconds), which it compares as text."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    """The text SQLite stores for a `UTCDateTime` (and compares as text), from the column
+    type's own bind processing, so the two cannot drift apart."""
+    text_value: str = _SQLITE_BIND(value)
+    return text_value
+
+
+def _sqlite_bind() -> Callable[[datetime], str]:
+    dialect = sqlite.dialect()
+    bind = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert bind is not None  # SQLite's DATETIME binds as text
+    return bind
+
+
+_SQLITE_BIND = _sqlite_bind()
