@@ -1,5 +1,10 @@
 """The network: one shared encoder, masked mean pooling, and a linear head per task.
 
+Any local Hugging Face encoder directory works as the base: LoRA goes on every Linear
+layer the encoder has, by the names that architecture gives them (BERT's query / key /
+value / dense, MPNet's q / k / v / o / dense, DistilBERT's q_lin ... lin2), and token type
+ids reach only an encoder that takes them.
+
 Mean pooling over the attention mask matches how all-MiniLM-L6-v2 was pre-trained (as a
 sentence-transformers model), and it beat the CLS vector in a linear probe on this data
 (see the artifact's model card, models/finmon-minilm-v1/MODEL_CARD.md). Masking the padding
@@ -8,6 +13,7 @@ out of the mean is what makes an item's result independent of the batch it is pa
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,14 +21,10 @@ from typing import Any
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import MODEL_MAPPING, AutoConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from monitor.model import base as _base  # noqa: F401  (switches the hub off first)
-
-# Every Linear in a BERT layer: attention q/k/v, attention output, and both FFN layers.
-LORA_TARGETS: tuple[str, ...] = ("query", "key", "value", "dense")
-LAYERNORM_MODULES: tuple[str, ...] = ("LayerNorm",)
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -46,6 +48,8 @@ class MultiTaskModel(nn.Module):
         self.heads = nn.ModuleDict(
             {task: nn.Linear(hidden, len(names)) for task, names in label_names.items()}
         )
+        base = encoder.get_base_model() if isinstance(encoder, PeftModel) else encoder
+        self._token_types = "token_type_ids" in inspect.signature(base.forward).parameters
 
     def forward(
         self,
@@ -53,38 +57,53 @@ class MultiTaskModel(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        out = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        )
+        types = {"token_type_ids": token_type_ids} if self._token_types else {}
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
         pooled = self.dropout(mean_pool(out.last_hidden_state, attention_mask))
         return {task: head(pooled).float() for task, head in self.heads.items()}
 
 
 def load_encoder(base_dir: Path) -> PreTrainedModel:
-    """The base encoder from a local directory, without BERT's unused pooler layer.
+    """The base encoder from a local directory, without the unused pooler layer of the
+    architectures that have one (mean pooling replaces it).
 
     Transformers warns that the checkpoint's pooler weights go unused; that is the intent
     here, so its logging is quietened for the duration of the load.
     """
+    config = AutoConfig.from_pretrained(str(base_dir), local_files_only=True)
+    model_class: Any = MODEL_MAPPING[type(config)]  # a PreTrainedModel subclass
+    options = {"local_files_only": True}
+    if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+        options["add_pooling_layer"] = False
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoModel.from_pretrained(  # type: ignore[no-any-return]  # untyped factory
-            str(base_dir), local_files_only=True, add_pooling_layer=False
-        )
+        encoder: PreTrainedModel = model_class.from_pretrained(str(base_dir), **options)
+        return encoder
     finally:
         hf_logging.set_verbosity(verbosity)
 
 
-def lora_config(rank: int, alpha: float, dropout: float, train_layernorm: bool) -> LoraConfig:
-    # peft annotates lora_alpha as int but scales by lora_alpha / r: a float alpha is honoured
-    """LoRA on every linear layer; LayerNorms optionally trained in full (they are tiny)."""
+def module_names(encoder: nn.Module, kind: type[nn.Module]) -> list[str]:
+    """The distinct last names of the encoder's modules of one kind (e.g. ``nn.Linear``),
+    which is how peft selects modules whatever the architecture calls them."""
+    return sorted(
+        {name.rsplit(".", 1)[-1] for name, m in encoder.named_modules() if isinstance(m, kind)}
+    )
+
+
+def lora_config(
+    encoder: nn.Module, rank: int, alpha: float, dropout: float, train_layernorm: bool
+) -> LoraConfig:
+    """LoRA on every Linear layer of ``encoder``; its LayerNorms optionally trained in full
+    (they are tiny)."""
     return LoraConfig(
         r=rank,
-        lora_alpha=alpha,  # type: ignore[arg-type]  # see the comment above
+        # peft annotates lora_alpha as int but scales by lora_alpha / r: a float is honoured
+        lora_alpha=alpha,  # type: ignore[arg-type]
         lora_dropout=dropout,
-        target_modules=list(LORA_TARGETS),
-        modules_to_save=list(LAYERNORM_MODULES) if train_layernorm else None,
+        target_modules=module_names(encoder, nn.Linear),
+        modules_to_save=module_names(encoder, nn.LayerNorm) if train_layernorm else None,
         bias="none",
     )
 

@@ -462,9 +462,10 @@ def train(
     view_teachers = _teacher_probs(teachers, views, names, cfg) if teachers else {}
     soft = [None if v.teacher_probs is None else torch.from_numpy(v.teacher_probs) for v in views]
 
+    plain = load_encoder(Path(base.path))
     encoder = add_lora(
-        load_encoder(Path(base.path)),
-        lora_config(cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.train_layernorm),
+        plain,
+        lora_config(plain, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.train_layernorm),
     )
     model = MultiTaskModel(encoder, names, dropout=cfg.head_dropout)
     if init is not None:
