@@ -1,7 +1,8 @@
 """Score model artifacts side by side on every labelled valid set, as the model card reports.
 
     python scripts/compare_models.py models/finmon-minilm-v1 models/finmon-minilm-v2 \
-        models/finmon-minilm-v3 --data ../shared/data --out models/finmon-minilm-v3
+        models/finmon-minilm-v3 models/finmon-minilm-v4 --data ../shared/data \
+        --out models/finmon-minilm-v4
 
 Prints one markdown table (accuracy / macro-F1, bearish F1, ECE per set and model) and
 writes it as JSON and as a bar chart (PNG) under --out. Each model is scored through the

@@ -1,7 +1,7 @@
 """Confusion matrices of an artifact's valid reports, drawn from its metrics.json (no
 inference): one PNG per source and view, beside the artifact.
 
-    python scripts/model_charts.py models/finmon-minilm-v3
+    python scripts/model_charts.py models/finmon-minilm-v4
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from monitor.model.interface import SENTIMENT_LABELS
 from monitor.resources import bundled_artifact
 
 
-@pytest.mark.parametrize("name", ["finmon-minilm-v1", "finmon-minilm-v2", "finmon-minilm-v3"])
+@pytest.mark.parametrize("name", [f"finmon-minilm-v{n}" for n in (1, 2, 3, 4)])
 def test_committed_artifacts_record_labels_base_recipe_and_metrics(name: str) -> None:
     """v3 is the default; v1 and v2 stay shipped and loadable, for rows they classified."""
     meta = read_meta(bundled_artifact(name))
@@ -37,16 +37,16 @@ def test_committed_artifacts_record_labels_base_recipe_and_metrics(name: str) ->
     assert load_artifact(bundled_artifact(name)).version.startswith(f"{name}+")
 
 
-def test_the_default_is_v3_with_marked_targets_and_calibration() -> None:
+def test_the_default_is_v4_with_marked_targets_and_calibration() -> None:
     meta = read_meta(bundled_artifact())
-    assert meta["name"] == "finmon-minilm-v3" and meta["targets"] is True
+    assert meta["name"] == "finmon-minilm-v4" and meta["targets"] is True
     assert meta["target_markers"] is True
     assert all(t > 0 for t in meta["temperature"].values())
     metrics = json.loads((bundled_artifact() / "metrics.json").read_text())
     assert set(metrics["valid"]["sentiment/sentfin"]) == {"headline", "entity", "multi"}
 
 
-@pytest.mark.parametrize("name", ["finmon-minilm-v1", "finmon-minilm-v2", "finmon-minilm-v3"])
+@pytest.mark.parametrize("name", [f"finmon-minilm-v{n}" for n in (1, 2, 3, 4)])
 def test_committed_artifacts_are_small(name: str) -> None:
     size = sum(f.stat().st_size for f in bundled_artifact(name).rglob("*") if f.is_file())
     assert size <= 10 * 1024 * 1024
