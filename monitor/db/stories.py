@@ -166,18 +166,13 @@ def _pg_array(values: Iterable[object]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-def _sqlite_text(value: datetime) -> str:
+def _sqlite_bind() -> Callable[[datetime], str]:
     """The text SQLite stores for a `UTCDateTime` (and compares as text), from the column
     type's own bind processing, so the two cannot drift apart."""
-    text_value: str = _SQLITE_BIND(value)
-    return text_value
-
-
-def _sqlite_bind() -> Callable[[datetime], str]:
     dialect = sqlite.dialect()
     bind = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     assert bind is not None  # SQLite's DATETIME binds as text
     return bind
 
 
-_SQLITE_BIND = _sqlite_bind()
+_sqlite_text = _sqlite_bind()

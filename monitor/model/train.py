@@ -319,8 +319,10 @@ def _teacher_probs(
     chosen: dict[str, list[str]] = {}
     for view in views:
         own = [view.dev] if view.gold and len(view.dev) else []
-        task_slices = [v.dev for v in views if v.task == view.task and v.gold and len(v.dev)]
-        subset = choose(view.task, own or task_slices)
+        subset = choose(
+            view.task,
+            own or [v.dev for v in views if v.task == view.task and v.gold and len(v.dev)],
+        )
         softened = [
             torch.from_numpy(logits(t, view.train)[view.task] / cfg.distill_temperature)
             .softmax(dim=-1)
