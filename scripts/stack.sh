@@ -164,17 +164,66 @@ new_cluster_id() {
     printf '%s\n' "$id"
 }
 
+# Formats one node's KRaft storage: format_storage CLUSTER_ID CONFIG LOG_FILE [ARGS...]
+format_storage() {
+    local id="$1" config="$2" log_file="$3"
+    shift 3
+    tool_java
+    if ! "${TOOL_CMD[@]}" kafka.tools.StorageTool format -t "$id" -c "$config" "$@" \
+            >"$log_file" 2>&1; then
+        cat "$log_file" >&2
+        die "formatting KRaft storage for $config failed (see $log_file)"
+    fi
+}
+
 format_kafka_storage() {
     [[ -f "$KAFKA_DATA/meta.properties" ]] && return 0
     local id
     id="$(new_cluster_id)"
     log "formatting KRaft storage in $KAFKA_DATA (cluster id $id)"
-    tool_java
-    if ! "${TOOL_CMD[@]}" kafka.tools.StorageTool format -t "$id" -c "$KAFKA_CONFIG" --standalone \
-            >"$LOG_DIR/kafka-format.log" 2>&1; then
-        cat "$LOG_DIR/kafka-format.log" >&2
-        die "formatting Kafka storage failed (see $LOG_DIR/kafka-format.log)"
+    format_storage "$id" "$KAFKA_CONFIG" "$LOG_DIR/kafka-format.log" --standalone
+}
+
+# Starts a broker JVM in its own session, detached: launch_broker HEAP CONFIG LOG PIDFILE
+launch_broker() {
+    local heap="$1" config="$2" log_file="$3" pidfile="$4"
+    # shellcheck disable=SC2086  # the heap is a list of JVM flags
+    setsid nohup "$JAVA" $heap -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+        -Djava.awt.headless=true -Dlog4j2.shutdownHookEnabled=false \
+        "-Dlog4j2.configurationFile=$STACK_SRC/log4j2.properties" \
+        "-Dkafka.logs.dir=$LOG_DIR" \
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$config" \
+        </dev/null >"$log_file" 2>&1 9>&- &
+    printf '%s\n' "$!" >"$pidfile"
+}
+
+# Signals a broker and waits up to 60 s for it to exit, then SIGKILLs it:
+# stop_broker PID WHAT [SIGNAL]
+stop_broker() {
+    local pid="$1" what="$2" sig="${3:-TERM}" i
+    log "stopping $what (pid $pid, SIG$sig)"
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 60; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$what still running after 60s; SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 1
     fi
+}
+
+# kafka-topics against BOOTSTRAP: run_topics BOOTSTRAP [ARGS...] (default --list)
+run_topics() {
+    local bootstrap="$1"
+    shift
+    ensure_java
+    ensure_kafka_libs
+    tool_java
+    (($# > 0)) || set -- --list
+    exec "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" "$@"
 }
 
 wait_kafka() {
@@ -226,16 +275,7 @@ kafka_start() {
     [[ -f "$KAFKA_LOG" ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
 
     log "starting Kafka $KAFKA_VERSION (KRaft) on $KAFKA_BOOTSTRAP; log: $KAFKA_LOG"
-    # shellcheck disable=SC2086  # KAFKA_HEAP is a list of JVM flags
-    setsid nohup "$JAVA" $KAFKA_HEAP -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-        -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
-        -Djava.awt.headless=true -Dlog4j2.shutdownHookEnabled=false \
-        "-Dlog4j2.configurationFile=$STACK_SRC/log4j2.properties" \
-        "-Dkafka.logs.dir=$LOG_DIR" \
-        -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONFIG" \
-        </dev/null >"$KAFKA_LOG" 2>&1 9>&- &
-    pid=$!
-    printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
+    launch_broker "$KAFKA_HEAP" "$KAFKA_CONFIG" "$KAFKA_LOG" "$KAFKA_PIDFILE"
 }
 
 kafka_wait() {
@@ -263,7 +303,7 @@ kafka_listener_pid() {
 }
 
 kafka_down() {
-    local pid i
+    local pid
     if ! pid="$(kafka_pid)"; then
         rm -f "$KAFKA_PIDFILE"
         if ! pid="$(kafka_listener_pid)"; then
@@ -277,17 +317,7 @@ kafka_down() {
         log "the broker on $KAFKA_BOOTSTRAP (pid $pid) was started from another checkout ($config); stop it from there, or with: kill $pid"
         exit 3
     fi
-    log "stopping Kafka (pid $pid, SIGTERM)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 60; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "Kafka still running after 60s; SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 1
-    fi
+    stop_broker "$pid" Kafka
     rm -f "$KAFKA_PIDFILE"
     log "Kafka stopped"
 }
@@ -468,16 +498,11 @@ format_cluster_storage() {
     local id_file="$CLUSTER_STATE/cluster.id" n dir id
     [[ -f "$id_file" ]] || new_cluster_id >"$id_file"
     id="$(cat "$id_file")"
-    tool_java
     for n in "${CLUSTER_NODES[@]}"; do
         dir="$(node_dir "$n")"
         [[ -f "$dir/data/meta.properties" ]] && continue
         log "formatting KRaft storage of cluster node $n (cluster id $id)"
-        if ! "${TOOL_CMD[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" \
-                >"$LOG_DIR/cluster-format-$n.log" 2>&1; then
-            cat "$LOG_DIR/cluster-format-$n.log" >&2
-            die "formatting cluster node $n failed (see $LOG_DIR/cluster-format-$n.log)"
-        fi
+        format_storage "$id" "$dir/server.properties" "$LOG_DIR/cluster-format-$n.log"
     done
 }
 
@@ -495,14 +520,8 @@ node_start() {
     log_file="$(node_log "$n")"
     [[ -f "$log_file" ]] && mv -f "$log_file" "$log_file.1"
     log "starting cluster node $n: broker $KAFKA_HOST:$(node_port "$n"), controller :$(node_controller_port "$n"); log: $log_file"
-    # shellcheck disable=SC2086  # CLUSTER_HEAP is a list of JVM flags
-    setsid nohup "$JAVA" $CLUSTER_HEAP -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-        -Dlog4j2.shutdownHookEnabled=false \
-        "-Dlog4j2.configurationFile=$STACK_SRC/log4j2.properties" "-Dkafka.logs.dir=$LOG_DIR" \
-        -cp "$KAFKA_LIBS/*" kafka.Kafka "$(node_dir "$n")/server.properties" \
-        </dev/null >"$log_file" 2>&1 9>&- &
-    printf '%s\n' "$!" >"$(node_dir "$n")/kafka.pid"
+    launch_broker "$CLUSTER_HEAP" "$(node_dir "$n")/server.properties" "$log_file" \
+        "$(node_dir "$n")/kafka.pid"
 }
 
 # Up once every node that runs has said it started and the cluster answers a metadata
@@ -550,22 +569,12 @@ cluster_up() {
 }
 
 node_stop() {
-    local n="$1" sig="${2:-TERM}" pid i
+    local n="$1" pid
     if ! pid="$(node_pid "$n")"; then
         log "cluster node $n not running"
         return 0
     fi
-    log "stopping cluster node $n (pid $pid, SIG$sig)"
-    kill "-$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < 60; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "cluster node $n still running after 60s; SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 1
-    fi
+    stop_broker "$pid" "cluster node $n" "${2:-TERM}"
     rm -f "$(node_dir "$n")/kafka.pid"
 }
 
@@ -621,13 +630,7 @@ cluster_command() {
             done
             log "cluster node $1 rejoined"
             ;;
-        topics)
-            ensure_java
-            ensure_kafka_libs
-            tool_java
-            (($# > 0)) || set -- --list
-            exec "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "$(cluster_bootstrap)" "$@"
-            ;;
+        topics) run_topics "$(cluster_bootstrap)" "$@" ;;
         clean)
             take_lock
             cluster_down
@@ -685,13 +688,7 @@ case "$cmd" in
     env)
         print_settings "export " "'"
         ;;
-    topics)
-        ensure_java
-        ensure_kafka_libs
-        tool_java
-        (($# > 0)) || set -- --list
-        exec "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"
-        ;;
+    topics) run_topics "$KAFKA_BOOTSTRAP" "$@" ;;
     console-producer | console-consumer)
         (($# >= 1)) || die "usage: scripts/stack.sh $cmd TOPIC [ARGS...]"
         topic="$1"
