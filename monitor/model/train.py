@@ -64,6 +64,14 @@ from monitor.model.network import MultiTaskModel, add_lora, load_encoder, lora_c
 # Rows of one task are sorted by length inside pools of this many batches: enough to cut
 # padding, small enough that batch composition still changes from epoch to epoch.
 _POOL_BATCHES = 50
+# A teacher's pass over a set of rows reports progress once per this many rows.
+_PASS_CHUNK_ROWS = 2048
+
+
+def _progress(items: Sequence[Any], desc: str, unit: str) -> tqdm:
+    """A progress bar on stderr; refreshed every second on a terminal, every 30 s in a log
+    file (which stays short)."""
+    return tqdm(items, desc=desc, unit=unit, mininterval=1.0 if sys.stderr.isatty() else 30.0)
 
 
 @dataclass(frozen=True)
@@ -300,7 +308,18 @@ def _teacher_probs(
                 ModelInput(text, None, target or None)
                 for text, target in zip(frame["text"], frame["target"], strict=True)
             ]
-            passes[key] = classifiers[teacher].predict_logits(inputs)
+            chunks = [
+                inputs[start : start + _PASS_CHUNK_ROWS]
+                for start in range(0, len(inputs), _PASS_CHUNK_ROWS)
+            ] or [[]]
+            classifier = classifiers[teacher]
+            parts = [
+                classifier.predict_logits(chunk)
+                for chunk in _progress(
+                    chunks, f"{classifier.model_version} on {len(inputs)} rows", "chunk"
+                )
+            ]
+            passes[key] = {task: np.concatenate([p[task] for p in parts]) for task in parts[0]}
         return passes[key]
 
     def calibrated(classifier: BatchedClassifier, raw: np.ndarray, task: str) -> np.ndarray:
@@ -496,12 +515,7 @@ def train(
             features, cfg.batch_size, cfg.sampling_temperature, rng, cfg.epoch_batches
         )
         running = 0.0
-        progress = tqdm(
-            batches,
-            desc=f"epoch {epoch}/{cfg.epochs}",
-            unit="batch",
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,  # keep log files short
-        )
+        progress = _progress(batches, f"epoch {epoch}/{cfg.epochs}", "batch")
         for step, (v, index) in enumerate(progress, start=1):
             batch = pad_batch([features[v][i] for i in index], pad_id)
             teacher = soft[v]
