@@ -215,13 +215,18 @@ stop_broker() {
     fi
 }
 
+# Java, the jars and TOOL_CMD, for the command-line tools.
+kafka_tools() {
+    ensure_java
+    ensure_kafka_libs
+    tool_java
+}
+
 # kafka-topics against BOOTSTRAP: run_topics BOOTSTRAP [ARGS...] (default --list)
 run_topics() {
     local bootstrap="$1"
     shift
-    ensure_java
-    ensure_kafka_libs
-    tool_java
+    kafka_tools
     (($# > 0)) || set -- --list
     exec "${TOOL_CMD[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" "$@"
 }
@@ -579,7 +584,7 @@ node_stop() {
 }
 
 cluster_down() {
-    local n pids=()
+    local n pid pids=()
     # SIGTERM all at once: stopped one by one, the last brokers wait for a quorum that is gone
     for n in "${CLUSTER_NODES[@]}"; do
         if pid="$(node_pid "$n")"; then kill -TERM "$pid" 2>/dev/null || true; pids+=("$n"); fi
@@ -693,9 +698,7 @@ case "$cmd" in
         (($# >= 1)) || die "usage: scripts/stack.sh $cmd TOPIC [ARGS...]"
         topic="$1"
         shift
-        ensure_java
-        ensure_kafka_libs
-        tool_java
+        kafka_tools
         if [[ "$cmd" == console-producer ]]; then
             cls=org.apache.kafka.tools.ConsoleProducer
         else
