@@ -70,7 +70,20 @@ def _parse_sources(
 @click.option("--epochs", type=_positive, default=5, show_default=True)
 @click.option("--lr", type=float, default=8e-4, show_default=True, help="LoRA/heads LR.")
 @click.option("--batch-size", type=_positive, default=32, show_default=True)
-@click.option("--seed", type=int, default=13, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=13,
+    show_default=True,
+    help="Seeds initialisation, sampling and dropout.",
+)
+@click.option(
+    "--split-seed",
+    type=int,
+    default=13,
+    show_default=True,
+    help="Seeds the early-stopping split alone; an --init or --teacher artifact must share it.",
+)
 @click.option(
     "--max-length", type=click.IntRange(min=8), default=96, show_default=True, help="Tokens."
 )
@@ -158,12 +171,15 @@ def train_command(
     from monitor.model.artifact import METRICS_FILE, write_json
     from monitor.model.batched import load_classifier
     from monitor.model.evaluate import evaluate_valid
-    from monitor.model.train import TrainConfig, train
+    from monitor.model.train import TrainConfig, TrainingRefused, train
 
     # click passes the remaining options by name, each typed by its option (checked there)
     rank = int(options["lora_rank"])  # type: ignore[arg-type]
     cfg = TrainConfig(lora_alpha=lora_alpha or 2.0 * rank, **options)  # type: ignore[arg-type]
-    metrics = train(sources, out, cfg, base_dir=base_dir, teachers=teachers, init=init)
+    try:
+        metrics = train(sources, out, cfg, base_dir=base_dir, teachers=teachers, init=init)
+    except TrainingRefused as exc:
+        raise click.ClickException(str(exc)) from exc
     if not skip_valid:
         classifier = load_classifier(out, device="cpu", base_dir=base_dir, max_batch_size=128)
         metrics["valid"] = {

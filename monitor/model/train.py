@@ -82,6 +82,10 @@ class TrainConfig:
     lr: float = 8e-4
     batch_size: int = 32
     seed: int = 13
+    # Seeds the early-stopping split alone (``seed`` drives initialisation, sampling and
+    # dropout): runs that warm-start or distil from each other must hold out the same rows,
+    # whatever their ``seed``, or a model is selected on rows its predecessor trained on.
+    split_seed: int = 13
     max_length: int = 96
     lora_rank: int = 32
     lora_alpha: float = 64.0
@@ -103,6 +107,10 @@ class TrainConfig:
     target_markers: bool = True
     cross_task: bool = False
     choose_teachers: bool = True
+
+
+class TrainingRefused(ValueError):
+    """Inputs of a run that do not fit together, found before any training starts."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,7 @@ def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> lis
     if cfg.max_train_rows is not None and len(unique) > cfg.max_train_rows:
         unique = unique.sample(n=cfg.max_train_rows, random_state=cfg.seed)
         unique = unique.reset_index(drop=True)
-    train, dev = holdout_split(unique, cfg.holdout_fraction, cfg.seed)
+    train, dev = holdout_split(unique, cfg.holdout_fraction, cfg.split_seed)
     name = f"{source.task}/{source.name}"
     views = [View(source.task, name, train, dev)]
     if has_targets(unique):
@@ -409,6 +417,33 @@ def _calibrate(
     return report
 
 
+def split_of(meta: dict[str, Any]) -> tuple[float, int] | None:
+    """The early-stopping split (holdout fraction, split seed) an artifact was trained with,
+    from its ``finmon.json``; ``None`` for an artifact without a training record. Artifacts
+    from before ``split_seed`` split with their ``seed``."""
+    config = meta.get("training", {}).get("config")
+    if not config:
+        return None
+    return float(config["holdout_fraction"]), int(config.get("split_seed", config["seed"]))
+
+
+def check_same_split(artifacts: Sequence[Path], cfg: TrainConfig) -> None:
+    """Refuse an init or teacher artifact trained on another early-stopping split: it has
+    seen rows of this run's held-out slices, which would then favour it (as a teacher) or
+    flatter the run (as its starting point)."""
+    from monitor.model.artifact import read_meta
+
+    own = (cfg.holdout_fraction, cfg.split_seed)
+    for artifact in artifacts:
+        theirs = split_of(read_meta(artifact))
+        if theirs is not None and theirs != own:
+            raise TrainingRefused(
+                f"{artifact}: trained with holdout fraction {theirs[0]} and split seed "
+                f"{theirs[1]}, this run holds out {own[0]} with split seed {own[1]}: its "
+                "early-stopping rows would not be held out of it"
+            )
+
+
 def _version_of(artifact: Path) -> str:
     from monitor.model.artifact import model_version, read_meta
 
@@ -427,13 +462,13 @@ def _warm_start(model: MultiTaskModel, init: Path) -> None:
     if meta["label_names"] != {
         task: list(head_names) for task, head_names in model.label_names.items()
     }:
-        raise ValueError(f"{init}: its label names differ from the training sources'")
+        raise TrainingRefused(f"{init}: its label names differ from the training sources'")
     adapter = load_file(str(init / ADAPTER_FILE))
     own = {name.replace(".default", ""): p.shape for name, p in model.encoder.named_parameters()}
     misfits = [k for k, v in adapter.items() if own.get(k) not in (None, v.shape)]
     result = set_peft_model_state_dict(model.encoder, adapter) if not misfits else None
     if misfits or (result is not None and result.unexpected_keys):
-        raise ValueError(f"{init}: adapter does not fit (rank or targets differ)")
+        raise TrainingRefused(f"{init}: adapter does not fit (rank or targets differ)")
     model.heads.load_state_dict(load_file(str(init / HEADS_FILE)))
 
 
@@ -448,6 +483,7 @@ def train(
     """Fine-tune (from ``init``'s weights if given), keep the best epoch, calibrate, write
     the artifact; returns the metrics."""
     started = time.monotonic()
+    check_same_split([*teachers, *([init] if init else [])], cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -455,7 +491,7 @@ def train(
 
     missing = set(TASKS) - {s.task for s in sources}
     if missing:
-        raise ValueError(f"no source for task(s) {sorted(missing)}: every head needs data")
+        raise TrainingRefused(f"no source for task(s) {sorted(missing)}: every head needs data")
     first = {task: next(s for s in sources if s.task == task) for task in TASKS}
     names: dict[str, tuple[str, ...]] = {
         task: model_label_names(task, first[task].data_dir) for task in TASKS
@@ -463,7 +499,7 @@ def train(
     views = [view for source in sources for view in prepare_views(source, names[source.task], cfg)]
     if cfg.cross_task:
         if not teachers:
-            raise ValueError("cross-task training learns from a teacher: give one")
+            raise TrainingRefused("cross-task training learns from a teacher: give one")
         views += cross_task_views(views)
 
     base = identify_base(base_dir)

@@ -108,8 +108,25 @@ def test_a_warm_start_refuses_an_adapter_of_another_rank(tmp_path: Path) -> None
     result = CliRunner().invoke(
         main, [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--init", str(bundled_artifact())]
     )
-    assert isinstance(result.exception, ValueError)
-    assert "adapter does not fit" in str(result.exception)
+    assert result.exit_code == 1
+    assert "Error: " in result.output
+    assert "adapter does not fit" in result.output
+
+
+@pytest.mark.parametrize("role", ["--init", "--teacher"])
+def test_a_run_refuses_an_artifact_trained_on_another_split(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path, role: str
+) -> None:
+    """The artifact trained on rows this run holds out: it would be favoured as a teacher,
+    and flatter the run as its starting point."""
+    first, _ = tiny_artifacts
+    result = CliRunner().invoke(
+        main,
+        [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--split-seed", "7", role, str(first)],
+    )
+    assert result.exit_code == 1
+    assert "split seed 13, this run holds out 0.1 with split seed 7" in result.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_training_is_reproducible(tiny_artifacts: tuple[Path, Path]) -> None:

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.model.calibration import expected_calibration_error, fit_temperature
+from monitor.model.data import model_label_names
 from monitor.model.train import (
     Source,
     TrainConfig,
@@ -22,10 +23,13 @@ from monitor.model.train import (
     choose_teachers,
     cross_task_views,
     make_batches,
+    prepare_views,
     sampling_weights,
     selection_score,
+    split_of,
     training_loss,
 )
+from tests.model.conftest import FIXTURES
 
 
 @pytest.mark.parametrize(
@@ -55,6 +59,32 @@ def test_bad_source_specs_are_refused(spec: str) -> None:
 )
 def test_sampling_weights(sizes: list[int], temperature: float, expected: list[float]) -> None:
     np.testing.assert_allclose(sampling_weights(sizes, temperature), expected, atol=0.01)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"holdout_fraction": 0.1, "seed": 7, "split_seed": 13}, (0.1, 13)),
+        ({"holdout_fraction": 0.2, "seed": 7}, (0.2, 7)),  # before split_seed: the seed
+    ],
+)
+def test_split_of_an_artifact(config: dict[str, float], expected: tuple[float, int]) -> None:
+    assert split_of({"training": {"config": config}}) == expected
+
+
+def test_split_of_an_artifact_without_a_training_record_is_unknown() -> None:
+    assert split_of({"name": "external"}) is None
+
+
+def test_the_early_stopping_split_follows_the_split_seed_not_the_seed() -> None:
+    source = Source("sentiment", FIXTURES / "news")
+    names = model_label_names("sentiment", source.data_dir)
+
+    def held_out(cfg: TrainConfig) -> list[list[str]]:
+        return [sorted(view.dev["text"]) for view in prepare_views(source, names, cfg)]
+
+    assert held_out(TrainConfig(seed=1)) == held_out(TrainConfig(seed=2))
+    assert held_out(TrainConfig(split_seed=1)) != held_out(TrainConfig(split_seed=2))
 
 
 def features(n: int, length: int = 5) -> list[dict[str, list[int]]]:
