@@ -82,7 +82,8 @@ def _parse_sources(
     type=int,
     default=13,
     show_default=True,
-    help="Seeds the early-stopping split alone; an --init or --teacher artifact must share it.",
+    help="Seeds the choice of rows (early-stopping split, row cap); --init and --teacher "
+    "artifacts must share it.",
 )
 @click.option(
     "--max-length", type=click.IntRange(min=8), default=96, show_default=True, help="Tokens."

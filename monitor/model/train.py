@@ -82,9 +82,10 @@ class TrainConfig:
     lr: float = 8e-4
     batch_size: int = 32
     seed: int = 13
-    # Seeds the early-stopping split alone (``seed`` drives initialisation, sampling and
-    # dropout): runs that warm-start or distil from each other must hold out the same rows,
-    # whatever their ``seed``, or a model is selected on rows its predecessor trained on.
+    # Seeds the choice of rows alone: the --max-train-rows cap and the early-stopping split
+    # (``seed`` drives initialisation, sampling and dropout). Runs that warm-start or distil
+    # from each other must hold out the same rows, whatever their ``seed``, or a model is
+    # selected on rows its predecessor trained on.
     split_seed: int = 13
     max_length: int = 96
     lora_rank: int = 32
@@ -155,7 +156,7 @@ def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> lis
     raw = load_split(source.data_dir / "train.csv", source.task, names)
     unique = resolve_duplicates(raw)
     if cfg.max_train_rows is not None and len(unique) > cfg.max_train_rows:
-        unique = unique.sample(n=cfg.max_train_rows, random_state=cfg.seed)
+        unique = unique.sample(n=cfg.max_train_rows, random_state=cfg.split_seed)
         unique = unique.reset_index(drop=True)
     train, dev = holdout_split(unique, cfg.holdout_fraction, cfg.split_seed)
     name = f"{source.task}/{source.name}"
