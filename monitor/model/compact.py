@@ -26,14 +26,21 @@ def truncate(
     b: torch.Tensor, a: torch.Tensor, rank: int
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """``(B', A', kept)``: the rank-``rank`` product ``B' A'`` closest to ``B A`` in
-    Frobenius norm, and the share of ``B A``'s energy (squared singular values) it keeps."""
+    Frobenius norm, and the share of ``B A``'s energy (squared singular values) it keeps.
+    ``B'`` and ``A'`` always have ``rank`` columns and rows (zero-padded where ``B A`` has
+    fewer singular values), the shapes the adapter config declares."""
     qb, rb = torch.linalg.qr(b.double())
     qa, ra = torch.linalg.qr(a.double().T)
     u, s, vt = torch.linalg.svd(rb @ ra.T)
-    root = s[:rank].sqrt()
+    n = min(rank, s.numel())
+    root = s[:n].sqrt()
+    b2 = b.new_zeros(b.shape[0], rank, dtype=torch.float64)
+    a2 = a.new_zeros(rank, a.shape[1], dtype=torch.float64)
+    b2[:, :n] = (qb @ u[:, :n]) * root
+    a2[:n] = root[:, None] * (vt[:n] @ qa.T)
     total = float((s**2).sum())
-    kept = float((s[:rank] ** 2).sum()) / total if total > 0 else 1.0
-    return (qb @ u[:, :rank]) * root, root[:, None] * (vt[:rank] @ qa.T), kept
+    kept = float((s[:n] ** 2).sum()) / total if total > 0 else 1.0
+    return b2, a2, kept
 
 
 def compact_artifact(artifact: Path, out: Path, rank: int) -> float:

@@ -17,10 +17,10 @@ from monitor.model.interface import ModelInput
 from monitor.resources import bundled_artifact
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
-    out_dim=st.integers(4, 24),
-    in_dim=st.integers(4, 24),
+    out_dim=st.integers(1, 24),
+    in_dim=st.integers(1, 24),
     rank=st.integers(1, 6),
     keep=st.integers(1, 6),
     seed=st.integers(0, 2**16),
