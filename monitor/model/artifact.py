@@ -31,6 +31,7 @@ META_FILE = "finmon.json"
 METRICS_FILE = "metrics.json"
 HEADS_FILE = "heads.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
 FORMAT_VERSION = 1
 
 

@@ -17,9 +17,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from monitor.model.artifact import ADAPTER_FILE, META_FILE, write_json
-
-ADAPTER_CONFIG = "adapter_config.json"
+from monitor.model.artifact import (
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_FILE,
+    META_FILE,
+    read_meta,
+    write_json,
+)
 
 
 def truncate(
@@ -47,7 +51,7 @@ def compact_artifact(artifact: Path, out: Path, rank: int) -> float:
     """Write ``out``, a copy of ``artifact`` named after ``out`` with every LoRA pair
     truncated to ``rank`` and stored in float16; returns the smallest energy share any
     module keeps."""
-    config = json.loads((artifact / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    config = json.loads((artifact / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise ValueError(f"{artifact}: per-module ranks are not supported")
     if not 1 <= rank <= config["r"]:
@@ -66,7 +70,6 @@ def compact_artifact(artifact: Path, out: Path, rank: int) -> float:
     save_file({k: v.half().contiguous() for k, v in compact.items()}, str(out / ADAPTER_FILE))
     # peft scales the update by alpha / r: keep the scaling as r changes
     scaled_alpha = config["lora_alpha"] * rank / config["r"]
-    write_json(out / ADAPTER_CONFIG, {**config, "r": rank, "lora_alpha": scaled_alpha})
-    meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
-    write_json(out / META_FILE, {**meta, "name": out.name})
+    write_json(out / ADAPTER_CONFIG_FILE, {**config, "r": rank, "lora_alpha": scaled_alpha})
+    write_json(out / META_FILE, {**read_meta(out), "name": out.name})
     return worst
