@@ -152,6 +152,13 @@ def _parse_sources(
     default=None,
     help="Artifact to start from (its LoRA weights and heads; same base, rank, labels).",
 )
+@click.option(
+    "--teacher-cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory keeping each teacher's pass over the rows, reused by later runs with "
+    "the same teacher and rows (never changes the result).",
+)
 @click.option("--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards.")
 def train_command(
     sources: list[Source],
@@ -160,6 +167,7 @@ def train_command(
     lora_alpha: float | None,
     teachers: tuple[Path, ...],
     init: Path | None,
+    teacher_cache: Path | None,
     skip_valid: bool,
     **options: int | float | bool | None,
 ) -> None:
@@ -178,7 +186,15 @@ def train_command(
     rank = int(options["lora_rank"])  # type: ignore[arg-type]
     cfg = TrainConfig(lora_alpha=lora_alpha or 2.0 * rank, **options)  # type: ignore[arg-type]
     try:
-        metrics = train(sources, out, cfg, base_dir=base_dir, teachers=teachers, init=init)
+        metrics = train(
+            sources,
+            out,
+            cfg,
+            base_dir=base_dir,
+            teachers=teachers,
+            init=init,
+            teacher_cache=teacher_cache,
+        )
     except TrainingRefused as exc:
         raise click.ClickException(str(exc)) from exc
     if not skip_valid:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-from monitor.model.artifact import METRICS_FILE, save_artifact, write_json
+from monitor.model.artifact import META_FILE, METRICS_FILE, save_artifact, write_json
 from monitor.model.base import identify_base
 from monitor.model.calibration import expected_calibration_error, fit_temperature
 from monitor.model.data import (
@@ -60,6 +60,7 @@ from monitor.model.encoding import Features, encode_items, pad_batch
 from monitor.model.inference import predict_logits
 from monitor.model.metrics import score
 from monitor.model.network import MultiTaskModel, add_lora, load_encoder, lora_config
+from monitor.model.teacher_cache import TeacherCache, entry_key
 
 # Rows of one task are sorted by length inside pools of this many batches: enough to cut
 # padding, small enough that batch composition still changes from epoch to epoch.
@@ -293,14 +294,15 @@ def _teacher_probs(
     views: Sequence[View],
     names: Mapping[str, Sequence[str]],
     cfg: TrainConfig,
+    cache: TeacherCache,
 ) -> dict[str, list[str]]:
     """Soft labels for every view's training rows: the average of its chosen teachers'
     probabilities, softened by ``distill_temperature``. Unless ``choose_teachers`` is off
     (then every view averages them all), a view with a held-out slice chooses its
     teachers there (:func:`choose_teachers`); a view without one takes the
     teachers that score best on all of its task's held-out slices together. Each teacher
-    reads rows through its own tokenizer, once per set of rows. Returns each view's
-    teachers by version."""
+    reads rows through its own tokenizer, once per set of rows (or never, when ``cache``
+    holds that pass). Returns each view's teachers by version."""
     from monitor.model.batched import BatchedClassifier, load_classifier
     from monitor.model.interface import ModelInput
 
@@ -313,22 +315,25 @@ def _teacher_probs(
     def logits(teacher: int, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         key = (teacher, id(frame))
         if key not in passes:
-            inputs = [
-                ModelInput(text, None, target or None)
-                for text, target in zip(frame["text"], frame["target"], strict=True)
-            ]
-            chunks = [
-                inputs[start : start + _PASS_CHUNK_ROWS]
-                for start in range(0, len(inputs), _PASS_CHUNK_ROWS)
-            ] or [[]]
+            rows = list(zip(frame["text"], frame["target"], strict=True))
             classifier = classifiers[teacher]
-            parts = [
-                classifier.predict_logits(chunk)
-                for chunk in _progress(
-                    chunks, f"{classifier.model_version} on {len(inputs)} rows", "chunk"
-                )
-            ]
-            passes[key] = {task: np.concatenate([p[task] for p in parts]) for task in parts[0]}
+
+            def compute() -> dict[str, np.ndarray]:
+                inputs = [ModelInput(text, None, target or None) for text, target in rows]
+                chunks = [
+                    inputs[start : start + _PASS_CHUNK_ROWS]
+                    for start in range(0, len(inputs), _PASS_CHUNK_ROWS)
+                ] or [[]]
+                parts = [
+                    classifier.predict_logits(chunk)
+                    for chunk in _progress(
+                        chunks, f"{classifier.model_version} on {len(inputs)} rows", "chunk"
+                    )
+                ]
+                return {task: np.concatenate([p[task] for p in parts]) for task in parts[0]}
+
+            meta = (teachers[teacher] / META_FILE).read_bytes()
+            passes[key] = cache.get(entry_key(classifier.model_version, meta, rows), compute)
         return passes[key]
 
     def calibrated(classifier: BatchedClassifier, raw: np.ndarray, task: str) -> np.ndarray:
@@ -480,9 +485,11 @@ def train(
     base_dir: Path | None = None,
     teachers: Sequence[Path] = (),
     init: Path | None = None,
+    teacher_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune (from ``init``'s weights if given), keep the best epoch, calibrate, write
-    the artifact; returns the metrics."""
+    the artifact; returns the metrics. ``teacher_cache`` keeps the teachers' passes for
+    later runs (:mod:`monitor.model.teacher_cache`); it never changes the result."""
     started = time.monotonic()
     check_same_split([*teachers, *([init] if init else [])], cfg)
     if cfg.threads:
@@ -517,7 +524,9 @@ def train(
             encoded[id(view.train)] = encode(view.train)
         view.features, view.dev_features = encoded[id(view.train)], encode(view.dev)
     labels = [torch.tensor(view.train["label"].to_numpy()) if view.gold else None for view in views]
-    view_teachers = _teacher_probs(teachers, views, names, cfg) if teachers else {}
+    view_teachers = (
+        _teacher_probs(teachers, views, names, cfg, TeacherCache(teacher_cache)) if teachers else {}
+    )
     soft = [None if v.teacher_probs is None else torch.from_numpy(v.teacher_probs) for v in views]
 
     plain = load_encoder(Path(base.path))

@@ -104,6 +104,25 @@ def test_distillation_from_teachers_across_tasks_and_a_warm_start(
     assert set(history[0]["dev"]) == {name for name, view in views.items() if view["gold_labels"]}
 
 
+def test_a_teacher_cache_spares_the_teachers_passes_and_changes_nothing(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The second run with the same teacher and rows reads every pass from the cache (its
+    entries are left untouched) and writes the same weights as the first."""
+    first, _ = tiny_artifacts
+    cache = tmp_path / "cache"
+    student = [*TINY_TRAIN, "--skip-valid", "--teacher", str(first), "--cross-task"]
+    run(*student, "--out", str(tmp_path / "a"), "--teacher-cache", str(cache))
+    entries = {p: p.stat().st_mtime_ns for p in cache.glob("*.npz")}
+    assert entries  # every set of rows a teacher read
+    run(*student, "--out", str(tmp_path / "b"), "--teacher-cache", str(cache))
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*.npz")} == entries
+    run(*student, "--out", str(tmp_path / "c"))
+    for name in ("adapter_model.safetensors", "heads.safetensors"):
+        a, b, c = ((tmp_path / run_ / name).read_bytes() for run_ in "abc")
+        assert a == b == c
+
+
 def test_a_warm_start_refuses_an_adapter_of_another_rank(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main, [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--init", str(bundled_artifact())]
