@@ -1,4 +1,5 @@
-"""Negative-spike detection: one window against the preceding windows of the same key. Pure.
+"""Negative-spike detection: one window against the calm windows before it, of the same key
+(the preceding windows less those that stood out themselves: :func:`baseline_of`). Pure.
 
 Two scores, both built to be honest about small counts:
 
@@ -52,7 +53,6 @@ class Figures:
     baseline_total: int
     baseline_share: float
     """The prior-smoothed pooled share the test compares against."""
-    """Prior-smoothed pooled share: what the test compares against."""
     baseline_bearish_median: float
     z_share: float
     z_count: float
@@ -136,9 +136,35 @@ def assess(
     return Assessment(Status.NORMAL, None, figures)
 
 
-def baseline_of(
+def _preceding(
     history: Mapping[datetime, WindowCounts], window_start: datetime, size: timedelta, length: int
+) -> list[tuple[datetime, WindowCounts]]:
+    """The `length` windows before `window_start` by start, oldest first; a missing window
+    is empty."""
+    starts = [window_start - size * i for i in range(length, 0, -1)]
+    return [(start, history.get(start, WindowCounts())) for start in starts]
+
+
+def baseline_of(
+    rule: RuleSettings, history: Mapping[datetime, WindowCounts], window_start: datetime
 ) -> list[WindowCounts]:
-    """The `length` windows before `window_start`, oldest first; a missing window is empty."""
-    starts = (window_start - size * i for i in range(length, 0, -1))
-    return [history.get(start, WindowCounts()) for start in starts]
+    """What the window at `window_start` is judged against: the `rule.baseline_windows`
+    windows before it, oldest first, a missing window counted as empty, *less the windows
+    that stood out themselves* (elevated or firing against their own preceding windows).
+
+    A negative episode that builds over several windows must not raise the baseline of its
+    own later windows: otherwise its first, smaller window (elevated, not yet firing) lifts
+    the baseline share enough that the next, larger one no longer fires, and a spike that
+    ramps up is never reported. Each preceding window is judged against its own
+    `baseline_windows` predecessors as they are (one level, not recursively), so a key whose
+    share has moved to a new level for a whole baseline is judged against that level:
+    a lasting change is absorbed, a ramp is not. `history` must reach twice the baseline
+    back for that judgement; what it lacks counts as empty."""
+    kept = []
+    for start, counts in _preceding(history, window_start, rule.window, rule.baseline_windows):
+        if not below_minimum(rule, counts):
+            own = [c for _, c in _preceding(history, start, rule.window, rule.baseline_windows)]
+            if assess(rule, counts, own).status in (Status.FIRING, Status.ELEVATED):
+                continue
+        kept.append(counts)
+    return kept

@@ -242,7 +242,8 @@ class AlertService:
                 rule.dimension,
                 rule.window_seconds,
                 keys,
-                min(starts) - rule.window * rule.baseline_windows,
+                # twice the baseline: each baseline window is judged against its own
+                min(starts) - rule.window * (2 * rule.baseline_windows),
                 max(starts),
             )
             if rule.count == "stories":
@@ -283,7 +284,7 @@ class AlertService:
             return incidents
         policy = self.policy(rule)
         incidents = self._resolve_ended(conn, incidents, window, policy, now, events)
-        baseline = baseline_of(history, window.window_start, rule.window, rule.baseline_windows)
+        baseline = baseline_of(rule, history, window.window_start)
         assessment = assess(rule, counts, baseline)
         index, decision = judge([i.incident for i in incidents], assessment, window, now, policy)
         if decision.after is None:

@@ -43,9 +43,7 @@ def chart(
     scores, shares, baselines = [], [], []
     for start in starts:
         counts = history.get(start, WindowCounts())
-        figures = assess(
-            rule, counts, baseline_of(history, start, rule.window, rule.baseline_windows)
-        ).figures
+        figures = assess(rule, counts, baseline_of(rule, history, start)).figures
         scores.append(figures.score if counts.n_total >= rule.min_volume else float("nan"))
         shares.append(figures.negative_share if counts.n_total else float("nan"))
         baselines.append(figures.baseline_share)

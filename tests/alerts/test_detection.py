@@ -110,11 +110,70 @@ def test_figures_describe_the_window_and_its_baseline() -> None:
     assert set(figures.as_dict()) >= {"z_share", "z_count", "baseline_share", "negative_share"}
 
 
-def test_baseline_of_zero_fills_missing_windows_oldest_first() -> None:
-    size = timedelta(minutes=5)
-    start = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
-    history = {start - size: w(1), start - 3 * size: w(3), start: w(9)}
-    assert baseline_of(history, start, size, 4) == [w(0), w(3), w(0), w(1)]
+SIZE = timedelta(minutes=5)
+NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+def history_of(*windows: WindowCounts) -> dict[datetime, WindowCounts]:
+    """Consecutive 5-minute windows, the last ending at NOON."""
+    return {NOON - SIZE * (len(windows) - i): c for i, c in enumerate(windows)}
+
+
+@pytest.mark.parametrize(
+    ("case", "windows", "expected"),
+    [
+        (
+            "missing windows count as empty, oldest first",
+            {-1: w(1), -3: w(3)},
+            [w(0), w(3), w(0), w(1)],
+        ),
+        (
+            "a window that stood out (4 of 5 bearish) is left out",
+            {**{-i: w(1, 9) for i in range(1, 9)}, -2: w(4, 1)},
+            [w(1, 9), w(1, 9), w(1, 9)],
+        ),
+        (
+            "so is one that fired",
+            {**{-i: w(1, 9) for i in range(1, 9)}, -1: w(9, 1)},
+            [w(1, 9), w(1, 9), w(1, 9)],
+        ),
+        (
+            "a level held for a whole baseline is the baseline (absorbed, not left out)",
+            {-i: w(8, 2) for i in range(1, 9)},
+            [w(8, 2)] * 4,
+        ),
+        (
+            "a window too small to judge is kept, whatever its share",
+            {**{-i: w(1, 9) for i in range(1, 9)}, -1: w(2, 0)},
+            [w(1, 9), w(1, 9), w(1, 9), w(2, 0)],
+        ),
+    ],
+)
+def test_baseline_of(
+    case: str, windows: dict[int, WindowCounts], expected: list[WindowCounts]
+) -> None:
+    """The preceding `baseline_windows` (4 here), less those anomalous against their own."""
+    rule = make_rule(baseline_windows=4)
+    history = {NOON + SIZE * offset: counts for offset, counts in windows.items()}
+    assert baseline_of(rule, history, NOON) == expected, case
+
+
+def test_a_negative_episode_that_ramps_up_fires() -> None:
+    """A key with 2 bearish in 5 now and then, then an episode over two windows: 4 of 5 and
+    8 of 10 bearish. The first only looks elevated; left in the baseline it would lift the
+    baseline share so far that the second, larger window did not fire either (what the
+    sample feed did at one start minute in five)."""
+    rule = make_rule(min_share_increase=0.3)
+    quiet = [w(2, 3)] * 6 + [WindowCounts()] * 6
+    history = history_of(*quiet, w(4, 1), w(8, 2))
+    first, second = NOON - 2 * SIZE, NOON - SIZE
+    assert assess(rule, history[first], baseline_of(rule, history, first)).status is (
+        Status.ELEVATED
+    )
+    polluted = [*quiet[1:], w(4, 1)]
+    assert assess(rule, history[second], polluted).status is Status.ELEVATED
+    verdict = assess(rule, history[second], baseline_of(rule, history, second))
+    assert verdict.status is Status.FIRING, verdict.figures
 
 
 counts = st.integers(min_value=0, max_value=400)

@@ -276,7 +276,7 @@ def run(arrivals: list[tuple[datetime, str]], batch: int) -> list[tuple[datetime
 
     def evaluate(windows: list[WindowKey], clock: float) -> None:
         for key in sorted(windows):
-            baseline = baseline_of(counts, key.window_start, SIZE, RULE.baseline_windows)
+            baseline = baseline_of(RULE, counts, key.window_start)
             index, decision = judge(
                 incidents, assess(RULE, counts[key.window_start], baseline), key, now, POLICY
             )
