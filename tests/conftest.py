@@ -20,6 +20,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # A shared 2-core machine is slow at times: property tests judge behaviour, not speed.
 settings.register_profile("finmon", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("finmon")
+# A developer's shell may point finmon at their own database (FINMON_DATABASE__URL, as
+# `scripts/stack.sh env` prints it), and the environment overrides a config file: tests
+# name their databases themselves, and must never replay a sample into that one.
+os.environ.pop("FINMON_DATABASE__URL", None)
 
 TABLES = (
     "alert_notices",
