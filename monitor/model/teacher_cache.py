@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -41,7 +42,6 @@ class TeacherCache:
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-        self.hits = 0
 
     def get(self, key: str, compute: Callable[[], Mapping[str, np.ndarray]]) -> Logits:
         if self.directory is None:
@@ -50,9 +50,8 @@ class TeacherCache:
         try:
             with np.load(path) as stored:
                 logits = {task: stored[task] for task in stored.files}
-            self.hits += 1
             return logits
-        except (OSError, ValueError, KeyError):
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # absent or unreadable: computed and (re)written below
         logits = dict(compute())
         self.directory.mkdir(parents=True, exist_ok=True)
