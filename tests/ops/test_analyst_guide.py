@@ -43,10 +43,9 @@ QUERIES = guide_queries()
 def sample_in_postgresql(
     pg_engine_session: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Engine]:
-    # The sample ends on the hour, so its episode always meets the 5-minute windows at the
-    # same phase and opens the same incidents: at some phases the episode's first, smaller
-    # window only looks elevated, joins the baseline of the next, and no ticker incident
-    # opens (query 13 then finds nothing).
+    # The sample ends on the hour, so its episode meets the windows at the same phase on
+    # every run and the queries meet the same data (a run that depends on the minute it
+    # starts hides a failure for the other minutes).
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     two_tickers = {
         "id": "guide-two-tickers",
