@@ -161,8 +161,7 @@ def test_baseline_of(
 def test_a_negative_episode_that_ramps_up_fires() -> None:
     """A key with 2 bearish in 5 now and then, then an episode over two windows: 4 of 5 and
     8 of 10 bearish. The first only looks elevated; left in the baseline it would lift the
-    baseline share so far that the second, larger window did not fire either (what the
-    sample feed did at one start minute in five)."""
+    baseline share so far that the second, larger window did not fire either."""
     rule = make_rule(min_share_increase=0.3)
     quiet = [w(2, 3)] * 6 + [WindowCounts()] * 6
     history = history_of(*quiet, w(4, 1), w(8, 2))
