@@ -150,7 +150,8 @@ def _parse_sources(
     "--init",
     type=_existing_dir,
     default=None,
-    help="Artifact to start from (its LoRA weights and heads; same base, rank, labels).",
+    help="Artifact to start from (its LoRA weights and heads; same base and labels; a "
+    "lower rank is widened, the update kept).",
 )
 @click.option(
     "--teacher-cache",

@@ -1,4 +1,5 @@
-"""A smaller copy of a model artifact: its LoRA adapter at a lower rank, in float16.
+"""A LoRA adapter at another rank: a smaller copy of an artifact (``truncate``), or a wider
+start for training (``widen``).
 
 A base-sized adapter (rank 32 on every Linear of all-mpnet-base-v2) is 21 MB in float32.
 Each module's update ``(alpha / r) B A`` is replaced by its best rank-``rank``
@@ -6,6 +7,9 @@ approximation (truncated SVD, computed through QR factors of ``B`` and ``Aᵀ``,
 full-size matrix is formed) with the same scaling, and stored in float16; loading casts it
 back to float32 before LoRA is merged. The copy is a new model with a new version hash:
 score it rather than assume the original's figures.
+
+``finmon train --init`` at a higher rank (or another alpha) starts from ``widen``: the
+same update ``(alpha / r) B A`` with room to grow.
 """
 
 from __future__ import annotations
@@ -45,6 +49,24 @@ def truncate(
     total = float((s**2).sum())
     kept = float((s[:n] ** 2).sum()) / total if total > 0 else 1.0
     return b2, a2, kept
+
+
+def widen(
+    b: torch.Tensor, a: torch.Tensor, fresh_a: torch.Tensor, ratio: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B', A')`` at ``fresh_a``'s rank with ``B' A' = ratio * B A``: ``A``'s rows come
+    first, then ``fresh_a``'s remaining rows, and ``B``'s extra columns are zero, as LoRA
+    initialises ``B``. So the widened pair starts where the narrow one ended (``ratio``
+    carries the change of scaling ``alpha / r``) and its new directions still train (a zero
+    row of ``A`` next to a zero column of ``B`` would never get a gradient)."""
+    rank, narrow = fresh_a.shape[0], a.shape[0]
+    if rank < narrow or fresh_a.shape[1] != a.shape[1]:
+        raise ValueError(f"cannot widen {tuple(a.shape)} to {tuple(fresh_a.shape)}")
+    b2 = b.new_zeros(b.shape[0], rank, dtype=fresh_a.dtype)
+    b2[:, :narrow] = b.to(fresh_a.dtype) * ratio
+    a2 = fresh_a.detach().clone()
+    a2[:narrow] = a.to(fresh_a.dtype)
+    return b2, a2
 
 
 def compact_artifact(artifact: Path, out: Path, rank: int) -> float:

@@ -28,6 +28,7 @@ Recipe (the why of each choice is in the model cards under models/):
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import sys
 import time
@@ -456,25 +457,39 @@ def _version_of(artifact: Path) -> str:
     return model_version(artifact, read_meta(artifact))
 
 
-def _warm_start(model: MultiTaskModel, init: Path) -> None:
-    """Start from an artifact's LoRA weights and heads (same base, rank and labels), so a
-    new version can add sources without relearning what the old one knew."""
+def _warm_start(model: MultiTaskModel, init: Path, scale: float) -> None:
+    """Start from an artifact's LoRA weights and heads (same base, targets and labels), so a
+    new version can add sources without relearning what the old one knew. A run at a higher
+    rank, or another ``alpha``, starts from the same update (``scale`` is this run's
+    ``alpha / r``; :func:`monitor.model.compact.widen`)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from monitor.model.artifact import ADAPTER_FILE, HEADS_FILE, read_meta
+    from monitor.model.artifact import ADAPTER_CONFIG_FILE, ADAPTER_FILE, HEADS_FILE, read_meta
+    from monitor.model.compact import widen
 
     meta = read_meta(init)
     if meta["label_names"] != {
         task: list(head_names) for task, head_names in model.label_names.items()
     }:
         raise TrainingRefused(f"{init}: its label names differ from the training sources'")
+    config = json.loads((init / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
+    ratio = config["lora_alpha"] / config["r"] / scale
     adapter = load_file(str(init / ADAPTER_FILE))
-    own = {name.replace(".default", ""): p.shape for name, p in model.encoder.named_parameters()}
-    misfits = [k for k, v in adapter.items() if own.get(k) not in (None, v.shape)]
+    own = {name.replace(".default", ""): p for name, p in model.encoder.named_parameters()}
+    try:
+        for key in [k for k in adapter if ".lora_A." in k and k in own]:
+            b_key = key.replace(".lora_A.", ".lora_B.")
+            adapter[b_key], adapter[key] = widen(adapter[b_key], adapter[key], own[key], ratio)
+    except ValueError as error:
+        raise TrainingRefused(
+            f"{init}: adapter does not fit ({error}; to start lower, compact it first: "
+            "scripts/compact_adapter.py)"
+        ) from error
+    misfits = [k for k, v in adapter.items() if k in own and own[k].shape != v.shape]
     result = set_peft_model_state_dict(model.encoder, adapter) if not misfits else None
     if misfits or (result is not None and result.unexpected_keys):
-        raise TrainingRefused(f"{init}: adapter does not fit (rank or targets differ)")
+        raise TrainingRefused(f"{init}: adapter does not fit (targets or shapes differ)")
     model.heads.load_state_dict(load_file(str(init / HEADS_FILE)))
 
 
@@ -536,7 +551,7 @@ def train(
     )
     model = MultiTaskModel(encoder, names, dropout=cfg.head_dropout)
     if init is not None:
-        _warm_start(model, init)
+        _warm_start(model, init, cfg.lora_alpha / cfg.lora_rank)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     features = [view.features for view in views]
     steps_per_epoch = len(

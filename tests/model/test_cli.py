@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from finmon.cli import main
-from monitor.model.artifact import read_meta
+from monitor.model.artifact import load_artifact, read_meta
 from monitor.model.batched import load_classifier
+from monitor.model.encoding import encode_items, pad_batch
 from monitor.model.interface import ModelInput
 from monitor.resources import bundled_artifact
 from tests.model.conftest import FIXTURES
@@ -123,13 +125,37 @@ def test_a_teacher_cache_spares_the_teachers_passes_and_changes_nothing(
         assert a == b == c
 
 
-def test_a_warm_start_refuses_an_adapter_of_another_rank(tmp_path: Path) -> None:
+def test_a_warm_start_at_a_higher_rank_starts_where_its_init_ended(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A rank-8 run (with another alpha) from a rank-4 artifact, at a learning rate too
+    small to move anything, computes the init's logits: the update was carried over whole,
+    scaling included."""
+    first, _ = tiny_artifacts
+    out = tmp_path / "wide"
+    run(
+        *TINY_TRAIN, "--out", str(out), "--skip-valid", "--init", str(first),
+        "--lora-rank", "8", "--lora-alpha", "4", "--epochs", "1", "--lr", "1e-30",
+    )  # fmt: skip
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 8
+    narrow, wide = load_artifact(first), load_artifact(out)
+    batch = pad_batch(
+        encode_items(narrow.tokenizer, [("Acme shares jump, Globex slips", None, "Acme")], 32),
+        int(narrow.tokenizer.pad_token_id),
+    )
+    with torch.no_grad():
+        for task, logits in narrow.model(**batch).items():
+            torch.testing.assert_close(wide.model(**batch)[task], logits, atol=1e-5, rtol=1e-5)
+
+
+def test_a_warm_start_refuses_an_adapter_of_a_higher_rank(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main, [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--init", str(bundled_artifact())]
     )
     assert result.exit_code == 1
     assert "Error: " in result.output
     assert "adapter does not fit" in result.output
+    assert "compact it first" in result.output
 
 
 @pytest.mark.parametrize("role", ["--init", "--teacher"])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from monitor.model.artifact import ADAPTER_FILE, read_meta
 from monitor.model.batched import load_classifier
-from monitor.model.compact import compact_artifact, truncate
+from monitor.model.compact import compact_artifact, truncate, widen
 from monitor.model.interface import ModelInput
 from monitor.resources import bundled_artifact
 
@@ -47,6 +47,35 @@ def test_full_rank_truncation_reproduces_the_update() -> None:
     b2, a2, kept = truncate(b, a, 4)
     torch.testing.assert_close((b2 @ a2).float(), b @ a, atol=1e-5, rtol=1e-5)
     assert kept == pytest.approx(1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    out_dim=st.integers(1, 24),
+    in_dim=st.integers(1, 24),
+    rank=st.integers(1, 6),
+    extra=st.integers(0, 6),
+    ratio=st.sampled_from([0.5, 1.0, 2.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_widening_keeps_the_update_and_takes_fresh_directions(
+    out_dim: int, in_dim: int, rank: int, extra: int, ratio: float, seed: int
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    b = torch.randn(out_dim, rank, generator=generator, dtype=torch.float64)
+    a = torch.randn(rank, in_dim, generator=generator, dtype=torch.float64)
+    fresh = torch.randn(rank + extra, in_dim, generator=generator, dtype=torch.float64)
+    b2, a2 = widen(b, a, fresh, ratio)
+    assert b2.shape == (out_dim, rank + extra) and a2.shape == fresh.shape
+    torch.testing.assert_close(b2 @ a2, ratio * (b @ a))
+    assert torch.equal(a2[rank:], fresh[rank:])  # the new directions are LoRA's own start
+    assert not b2[:, rank:].any()
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (4, 6)])
+def test_widening_refuses_a_lower_rank_or_another_input(shape: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="cannot widen"):
+        widen(torch.ones(3, 3), torch.ones(3, 5), torch.ones(*shape), 1.0)
 
 
 def test_a_compacted_artifact_loads_and_predicts_like_the_original(tmp_path: Path) -> None:
