@@ -136,13 +136,9 @@ def assess(
     return Assessment(Status.NORMAL, None, figures)
 
 
-def _preceding(
-    history: Mapping[datetime, WindowCounts], window_start: datetime, size: timedelta, length: int
-) -> list[tuple[datetime, WindowCounts]]:
-    """The `length` windows before `window_start` by start, oldest first; a missing window
-    is empty."""
-    starts = [window_start - size * i for i in range(length, 0, -1)]
-    return [(start, history.get(start, WindowCounts())) for start in starts]
+def _starts_before(window_start: datetime, size: timedelta, length: int) -> list[datetime]:
+    """The starts of the `length` windows before `window_start`, oldest first."""
+    return [window_start - size * i for i in range(length, 0, -1)]
 
 
 def baseline_of(
@@ -160,11 +156,16 @@ def baseline_of(
     share has moved to a new level for a whole baseline is judged against that level:
     a lasting change is absorbed, a ramp is not. `history` must reach twice the baseline
     back for that judgement; what it lacks counts as empty."""
-    kept = []
-    for start, counts in _preceding(history, window_start, rule.window, rule.baseline_windows):
-        if not below_minimum(rule, counts):
-            own = [c for _, c in _preceding(history, start, rule.window, rule.baseline_windows)]
-            if assess(rule, counts, own).status in (Status.FIRING, Status.ELEVATED):
-                continue
-        kept.append(counts)
-    return kept
+
+    def counts_at(start: datetime) -> WindowCounts:
+        return history.get(start, WindowCounts())
+
+    def stood_out(start: datetime) -> bool:
+        counts = counts_at(start)
+        if below_minimum(rule, counts):
+            return False
+        own = [counts_at(s) for s in _starts_before(start, rule.window, rule.baseline_windows)]
+        return assess(rule, counts, own).status in (Status.FIRING, Status.ELEVATED)
+
+    starts = _starts_before(window_start, rule.window, rule.baseline_windows)
+    return [counts_at(start) for start in starts if not stood_out(start)]
