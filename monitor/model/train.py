@@ -311,6 +311,7 @@ def _teacher_probs(
         load_classifier(path, device="auto", threads=cfg.threads, max_batch_size=128)
         for path in teachers
     ]
+    metas = [(path / META_FILE).read_bytes() for path in teachers]  # part of each cache key
     passes: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 
     def logits(teacher: int, frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -333,8 +334,8 @@ def _teacher_probs(
                 ]
                 return {task: np.concatenate([p[task] for p in parts]) for task in parts[0]}
 
-            meta = (teachers[teacher] / META_FILE).read_bytes()
-            passes[key] = cache.get(entry_key(classifier.model_version, meta, rows), compute)
+            entry = entry_key(classifier.model_version, metas[teacher], rows)
+            passes[key] = cache.get(entry, compute)
         return passes[key]
 
     def calibrated(classifier: BatchedClassifier, raw: np.ndarray, task: str) -> np.ndarray:
