@@ -459,7 +459,7 @@ def _version_of(artifact: Path) -> str:
 
 
 def _warm_start(model: MultiTaskModel, init: Path, scale: float) -> None:
-    """Start from an artifact's LoRA weights and heads (same base, targets and labels), so a
+    """Start from an artifact's LoRA weights and heads (same base and labels), so a
     new version can add sources without relearning what the old one knew. A run at a higher
     rank, or another ``alpha``, starts from the same update (``scale`` is this run's
     ``alpha / r``; :func:`monitor.model.compact.widen`)."""
@@ -483,14 +483,15 @@ def _warm_start(model: MultiTaskModel, init: Path, scale: float) -> None:
             b_key = key.replace(".lora_A.", ".lora_B.")
             adapter[b_key], adapter[key] = widen(adapter[b_key], adapter[key], own[key], ratio)
     except ValueError as error:
+        lower = config["r"] > own[key].shape[0]
+        hint = "; to start at a lower rank, compact it first: scripts/compact_adapter.py"
         raise TrainingRefused(
-            f"{init}: adapter does not fit ({error}; to start lower, compact it first: "
-            "scripts/compact_adapter.py)"
+            f"{init}: adapter does not fit ({error}{hint if lower else ''})"
         ) from error
     misfits = [k for k, v in adapter.items() if k in own and own[k].shape != v.shape]
     result = set_peft_model_state_dict(model.encoder, adapter) if not misfits else None
     if misfits or (result is not None and result.unexpected_keys):
-        raise TrainingRefused(f"{init}: adapter does not fit (targets or shapes differ)")
+        raise TrainingRefused(f"{init}: adapter does not fit (its LoRA modules or shapes differ)")
     model.heads.load_state_dict(load_file(str(init / HEADS_FILE)))
 
 
