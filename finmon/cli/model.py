@@ -1,4 +1,4 @@
-"""``finmon train``, ``finmon evaluate`` and ``finmon classify``.
+"""``finmon train``, ``finmon soup``, ``finmon evaluate`` and ``finmon classify``.
 
 torch and transformers are imported inside the commands so that the rest of the
 ``finmon`` CLI starts quickly.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -54,8 +54,7 @@ def _parse_sources(
     return sources
 
 
-@click.command("train")
-@click.option(
+_sources_option = click.option(
     "--source",
     "sources",
     multiple=True,
@@ -65,6 +64,25 @@ def _parse_sources(
     "or sentiment head. An entity set (id,text,entity,label,n_entities) trains "
     "target sentiment and headline sentiment.",
 )
+_split_seed_option = click.option(
+    "--split-seed",
+    type=int,
+    default=13,
+    show_default=True,
+    help="Seeds the choice of rows (early-stopping split, row cap); artifacts a run starts "
+    "from, learns from or averages must share it.",
+)
+_holdout_option = click.option(
+    "--holdout-fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Share of train held out for early stopping.",
+)
+
+
+@click.command("train")
+@_sources_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @_base_option
 @click.option("--epochs", type=_positive, default=5, show_default=True)
@@ -77,14 +95,7 @@ def _parse_sources(
     show_default=True,
     help="Seeds initialisation, sampling and dropout.",
 )
-@click.option(
-    "--split-seed",
-    type=int,
-    default=13,
-    show_default=True,
-    help="Seeds the choice of rows (early-stopping split, row cap); --init and --teacher "
-    "artifacts must share it.",
-)
+@_split_seed_option
 @click.option(
     "--max-length", type=click.IntRange(min=8), default=96, show_default=True, help="Tokens."
 )
@@ -92,13 +103,7 @@ def _parse_sources(
 @click.option("--lora-alpha", type=float, default=None, help="Default: 2 x rank.")
 @click.option("--train-layernorm/--freeze-layernorm", default=True, show_default=True)
 @click.option("--warmup-ratio", type=float, default=0.06, show_default=True)
-@click.option(
-    "--holdout-fraction",
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=0.1,
-    show_default=True,
-    help="Share of train held out for early stopping.",
-)
+@_holdout_option
 @click.option("--patience", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--max-train-rows", type=_positive, default=None, help="Cap per task (quick runs).")
 @click.option("--threads", type=_positive, default=2, show_default=True)
@@ -178,9 +183,6 @@ def train_command(
     deduplicated; for an entity set: headline, entity and multi-entity views) and the
     results are added to OUT/metrics.json.
     """
-    from monitor.model.artifact import METRICS_FILE, write_json
-    from monitor.model.batched import load_classifier
-    from monitor.model.evaluate import evaluate_valid
     from monitor.model.train import TrainConfig, TrainingRefused, train
 
     # click passes the remaining options by name, each typed by its option (checked there)
@@ -199,21 +201,88 @@ def train_command(
     except TrainingRefused as exc:
         raise click.ClickException(str(exc)) from exc
     if not skip_valid:
-        classifier = load_classifier(out, device="cpu", base_dir=base_dir, max_batch_size=128)
-        metrics["valid"] = {
-            f"{s.task}/{s.name}": evaluate_valid(classifier, s.data_dir, s.task)
-            for s in sources
-            if (s.data_dir / "valid.csv").is_file()
-        }
-        write_json(out / METRICS_FILE, metrics)
-        for source, views in metrics["valid"].items():
-            for view, report in views.items():
-                click.echo(
-                    f"{source:22s} {view:8s} n={report['n']:5d} "
-                    f"accuracy={report['accuracy']:.4f} macro_f1={report['macro_f1']:.4f} "
-                    f"ece={report['ece']:.4f}"
-                )
+        _score_valid(out, sources, base_dir, metrics)
     click.echo(f"wrote {out} (best epoch {metrics['best_epoch']}, {metrics['train_wall_s']}s)")
+
+
+def _score_valid(
+    out: Path, sources: list[Source], base_dir: Path | None, metrics: dict[str, Any]
+) -> None:
+    """Score DIR/valid.csv of each source with the artifact at ``out``, print it, and add
+    it to ``out``'s metrics."""
+    from monitor.model.artifact import METRICS_FILE, write_json
+    from monitor.model.batched import load_classifier
+    from monitor.model.evaluate import evaluate_valid
+
+    classifier = load_classifier(out, device="cpu", base_dir=base_dir, max_batch_size=128)
+    metrics["valid"] = {
+        f"{s.task}/{s.name}": evaluate_valid(classifier, s.data_dir, s.task)
+        for s in sources
+        if (s.data_dir / "valid.csv").is_file()
+    }
+    write_json(out / METRICS_FILE, metrics)
+    for source, views in metrics["valid"].items():
+        for view, report in views.items():
+            click.echo(
+                f"{source:22s} {view:8s} n={report['n']:5d} "
+                f"accuracy={report['accuracy']:.4f} macro_f1={report['macro_f1']:.4f} "
+                f"ece={report['ece']:.4f}"
+            )
+
+
+@click.command("soup")
+@click.argument("candidates", nargs=-1, required=True, type=_existing_dir)
+@_sources_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@_base_option
+@click.option(
+    "--rank",
+    type=_positive,
+    default=None,
+    help="LoRA rank of the soup (default: the highest candidate rank).",
+)
+@_split_seed_option
+@_holdout_option
+@click.option("--threads", type=_positive, default=2, show_default=True)
+@click.option("--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards.")
+def soup_command(
+    candidates: tuple[Path, ...],
+    sources: list[Source],
+    out: Path,
+    base_dir: Path | None,
+    rank: int | None,
+    split_seed: int,
+    holdout_fraction: float,
+    threads: int,
+    skip_valid: bool,
+) -> None:
+    """Average the weights of fine-tuned artifacts of one lineage into one (a greedy soup).
+
+    Candidates are ranked by their score on the sources' early-stopping slices; each joins
+    the soup only if the soup's score there does not fall. Afterwards DIR/valid.csv of each
+    source is scored, as by train.
+    """
+    import torch
+
+    from monitor.model.soup import make_soup
+    from monitor.model.train import TrainConfig, TrainingRefused
+
+    torch.set_num_threads(threads)
+    if rank is None:
+        rank = max(json.loads((c / "adapter_config.json").read_text())["r"] for c in candidates)
+    cfg = TrainConfig(split_seed=split_seed, holdout_fraction=holdout_fraction, threads=threads)
+    try:
+        metrics = make_soup(sources, candidates, out, cfg, rank, base_dir=base_dir)
+    except TrainingRefused as exc:
+        raise click.ClickException(str(exc)) from exc
+    for trial in metrics["soup"]["trials"]:
+        verdict = "kept" if trial["kept"] else "dropped"
+        click.echo(f"{trial['selection']:.4f} {verdict:7s} {' + '.join(trial['soup'])}")
+    if not skip_valid:
+        _score_valid(out, sources, base_dir, metrics)
+    click.echo(
+        f"wrote {out} ({len(metrics['soup']['ingredients'])} ingredients, {metrics['wall_s']}s)"
+    )
 
 
 @click.command("evaluate")

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from monitor.model.artifact import META_FILE, METRICS_FILE, save_artifact, write_json
 from monitor.model.base import identify_base
@@ -170,6 +170,32 @@ def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> lis
     return views
 
 
+def label_names_of(sources: Sequence[Source]) -> dict[str, tuple[str, ...]]:
+    """Each head's label names, from its task's first source; every head needs a source."""
+    missing = set(TASKS) - {s.task for s in sources}
+    if missing:
+        raise TrainingRefused(f"no source for task(s) {sorted(missing)}: every head needs data")
+    first = {task: next(s for s in sources if s.task == task) for task in TASKS}
+    return {task: model_label_names(task, first[task].data_dir) for task in TASKS}
+
+
+def encode_views(
+    views: Sequence[View], tokenizer: PreTrainedTokenizerBase, cfg: TrainConfig
+) -> None:
+    """Fill each view's features (train and held-out rows); views that share rows share
+    their encoding."""
+
+    def encode(frame: pd.DataFrame) -> list[Features]:
+        items = [(t, None, g or None) for t, g in zip(frame["text"], frame["target"], strict=True)]
+        return encode_items(tokenizer, items, cfg.max_length, cfg.target_markers)
+
+    encoded: dict[int, list[Features]] = {}
+    for view in views:
+        if id(view.train) not in encoded:
+            encoded[id(view.train)] = encode(view.train)
+        view.features, view.dev_features = encoded[id(view.train)], encode(view.dev)
+
+
 def cross_task_views(views: Sequence[View]) -> list[View]:
     """For every view without targets, a view of the same rows for each other task, with
     no gold labels and no held-out slice (the teacher's soft labels are all it learns
@@ -237,7 +263,7 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     ]
 
 
-def _dev_scores(
+def dev_scores(
     model: MultiTaskModel,
     views: Sequence[View],
     names: Mapping[str, Sequence[str]],
@@ -390,7 +416,7 @@ def training_loss(
     return (1 - cfg.distill_weight) * F.cross_entropy(logits, labels) + cfg.distill_weight * kl
 
 
-def _calibrate(
+def calibrate(
     model: MultiTaskModel, views: Sequence[View], pad_id: int, cfg: TrainConfig
 ) -> dict[str, Any]:
     """Each head's expected calibration error on the held-out slices, and the temperature
@@ -432,7 +458,8 @@ def split_of(meta: dict[str, Any]) -> tuple[float, int] | None:
     config = meta.get("training", {}).get("config")
     if not config:
         return None
-    return float(config["holdout_fraction"]), int(config.get("split_seed", config["seed"]))
+    seed = config["split_seed"] if "split_seed" in config else config["seed"]
+    return float(config["holdout_fraction"]), int(seed)
 
 
 def check_same_split(artifacts: Sequence[Path], cfg: TrainConfig) -> None:
@@ -514,13 +541,7 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    missing = set(TASKS) - {s.task for s in sources}
-    if missing:
-        raise TrainingRefused(f"no source for task(s) {sorted(missing)}: every head needs data")
-    first = {task: next(s for s in sources if s.task == task) for task in TASKS}
-    names: dict[str, tuple[str, ...]] = {
-        task: model_label_names(task, first[task].data_dir) for task in TASKS
-    }
+    names = label_names_of(sources)
     views = [view for source in sources for view in prepare_views(source, names[source.task], cfg)]
     if cfg.cross_task:
         if not teachers:
@@ -530,16 +551,7 @@ def train(
     base = identify_base(base_dir)
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
     pad_id = int(tokenizer.pad_token_id)
-
-    def encode(frame: pd.DataFrame) -> list[Features]:
-        items = [(t, None, g or None) for t, g in zip(frame["text"], frame["target"], strict=True)]
-        return encode_items(tokenizer, items, cfg.max_length, cfg.target_markers)
-
-    encoded: dict[int, list[Features]] = {}  # views that share rows share their encoding
-    for view in views:
-        if id(view.train) not in encoded:
-            encoded[id(view.train)] = encode(view.train)
-        view.features, view.dev_features = encoded[id(view.train)], encode(view.dev)
+    encode_views(views, tokenizer, cfg)
     labels = [torch.tensor(view.train["label"].to_numpy()) if view.gold else None for view in views]
     view_teachers = (
         _teacher_probs(teachers, views, names, cfg, TeacherCache(teacher_cache)) if teachers else {}
@@ -597,7 +609,7 @@ def train(
             running += loss.item()
             if step % 20 == 0:
                 progress.set_postfix(loss=f"{running / step:.4f}")
-        dev = _dev_scores(model, views, names, pad_id, cfg)
+        dev = dev_scores(model, views, names, pad_id, cfg)
         selection = selection_score(dev)
         history.append(
             {
@@ -624,7 +636,7 @@ def train(
 
     assert best is not None  # epochs >= 1
     model.load_state_dict(best[2], strict=False)
-    calibration = _calibrate(model, views, pad_id, cfg)
+    calibration = calibrate(model, views, pad_id, cfg)
     meta = {
         "name": out_dir.name,
         "label_names": {task: list(names[task]) for task in TASKS},

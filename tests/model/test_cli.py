@@ -14,14 +14,18 @@ from monitor.model.artifact import load_artifact, read_meta
 from monitor.model.batched import load_classifier
 from monitor.model.encoding import encode_items, pad_batch
 from monitor.model.interface import ModelInput
+from monitor.model.train import split_of
 from monitor.resources import bundled_artifact
 from tests.model.conftest import FIXTURES
 
-TINY_TRAIN = [
-    "train",
+TINY_SOURCES = [
     "--source", f"topic={FIXTURES / 'topic'}",
     "--source", f"sentiment={FIXTURES / 'sentiment'}",
     "--source", f"sentiment:news={FIXTURES / 'news'}",
+]  # fmt: skip
+TINY_TRAIN = [
+    "train",
+    *TINY_SOURCES,
     "--sampling-temperature", "2",
     "--epochs", "2",
     "--max-length", "32",
@@ -171,6 +175,56 @@ def test_a_run_refuses_an_artifact_trained_on_another_split(
     )
     assert result.exit_code == 1
     assert "split seed 13, this run holds out 0.1 with split seed 7" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def _logits(artifact: Path, text: str, target: str | None) -> dict[str, torch.Tensor]:
+    loaded = load_artifact(artifact)
+    batch = pad_batch(
+        encode_items(loaded.tokenizer, [(text, None, target)], 32),
+        int(loaded.tokenizer.pad_token_id),
+    )
+    with torch.no_grad():
+        return dict(loaded.model(**batch))
+
+
+def test_a_soup_of_equal_artifacts_computes_what_they_compute(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Two runs with equal weights average to those weights (stored in float16); the soup
+    records its trials, keeps the early-stopping split, and a run can start from it."""
+    first, second = tiny_artifacts
+    out = tmp_path / "soup"
+    output = run("soup", *TINY_SOURCES, "--out", str(out), str(first), str(second))
+    meta = read_meta(out)
+    record = meta["training"]["soup"]
+    versions = [load_classifier(p, device="cpu").model_version for p in (first, second)]
+    assert record["ingredients"] == versions  # a tie keeps the candidate
+    assert [t["kept"] for t in record["trials"]] == [True, True]
+    assert record["rank"] == 4 and record["smallest_energy_kept"] == pytest.approx(1.0)
+    assert split_of(meta) == (0.1, 13)
+    assert "kept" in output and (out / "metrics.json").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["valid"]) == {"topic/topic", "sentiment/sentiment", "sentiment/news"}
+    for text, target in [("Acme shares jump, Globex slips", "Acme"), ("Fed holds rates", None)]:
+        expected = _logits(first, text, target)
+        for task, logits in _logits(out, text, target).items():
+            torch.testing.assert_close(logits, expected[task], atol=2e-2, rtol=0)
+    run(*TINY_TRAIN, "--out", str(tmp_path / "next"), "--skip-valid", "--init", str(out),
+        "--epochs", "1")  # fmt: skip
+
+
+def test_a_soup_refuses_artifacts_that_are_not_one_model(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    first, _ = tiny_artifacts
+    other = tmp_path / "short"
+    run(*TINY_TRAIN, "--out", str(other), "--skip-valid", "--epochs", "1", "--max-length", "24")
+    result = CliRunner().invoke(
+        main, ["soup", *TINY_SOURCES, "--out", str(tmp_path / "x"), str(first), str(other)]
+    )
+    assert result.exit_code == 1
+    assert "are not one model: their max_length differ" in result.output
     assert not (tmp_path / "x").exists()
 
 

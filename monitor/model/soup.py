@@ -1,0 +1,240 @@
+"""A model soup: one artifact whose weights are the average of several fine-tuned artifacts
+(Wortsman et al., 2022, "Model soups"), served at one model's cost.
+
+Averaging weights, unlike averaging predictions, works only for models that lie in one basin
+of the loss: continuations of one artifact with other seeds, settings or ranks. Older
+generations of a lineage can sit elsewhere, so the soup is **greedy**: the candidates are
+ranked by their own score on the early-stopping slices (the selection score training uses),
+and each joins the soup only if the soup's score there does not fall. Every soup is judged
+as it ships (at the output rank, in float16), and ``valid.csv`` plays no part.
+
+The average of LoRA updates ``(1/n) Σ s_i B_i A_i`` (``s_i = alpha_i / r_i``) is exactly the
+pair ``[s_1 B_1 | … | s_n B_n] / n`` and ``[A_1; …; A_n]`` of rank ``Σ r_i``; it is cut back
+to the output rank by :func:`monitor.model.compact.truncate`. LayerNorm weights and the heads
+are plain averages.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from monitor.model.artifact import (
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_FILE,
+    HEADS_FILE,
+    META_FILE,
+    METRICS_FILE,
+    load_artifact,
+    model_version,
+    read_meta,
+    write_json,
+)
+from monitor.model.compact import truncate
+from monitor.model.train import (
+    Source,
+    TrainConfig,
+    TrainingRefused,
+    calibrate,
+    check_same_split,
+    dev_scores,
+    encode_views,
+    label_names_of,
+    prepare_views,
+    selection_score,
+)
+
+T = TypeVar("T")
+
+# What every ingredient must share: the soup is one model of one base, input and label set.
+_SAME_META = ("label_names", "max_length", "pooling", "targets", "target_markers")
+_SAME_ADAPTER = ("target_modules", "modules_to_save", "bias")
+
+
+def mean_update(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor, float]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, A)`` with ``B A`` the mean of ``scale · B_i A_i`` over ``(B_i, A_i, scale)``:
+    the pairs side by side (rank ``Σ r_i``), in float64."""
+    n = len(pairs)
+    b = torch.cat([b_i.double() * (scale / n) for b_i, _, scale in pairs], dim=1)
+    a = torch.cat([a_i.double() for _, a_i, _ in pairs], dim=0)
+    return b, a
+
+
+def greedy_soup(
+    ranked: Sequence[T], judge: Callable[[Sequence[T]], float]
+) -> tuple[list[T], list[tuple[list[T], float, bool]]]:
+    """The soup grown from ``ranked[0]``: each later candidate is tried in turn and kept when
+    ``judge`` scores the soup with it at least as high as without. Returns the members and
+    every trial as (soup tried, score, kept)."""
+    members = [ranked[0]]
+    best = judge(members)
+    trials = [(list(members), best, True)]
+    for candidate in ranked[1:]:
+        tried = [*members, candidate]
+        value = judge(tried)
+        kept = value >= best
+        trials.append((tried, value, kept))
+        if kept:
+            members, best = tried, value
+    return members, trials
+
+
+def check_ingredients(artifacts: Sequence[Path]) -> None:
+    """Refuse artifacts that are not one model: another base, labels, input or LoRA layout."""
+    first_meta, first_config = read_meta(artifacts[0]), _adapter_config(artifacts[0])
+    for artifact in artifacts[1:]:
+        meta, config = read_meta(artifact), _adapter_config(artifact)
+        differ = [k for k in _SAME_META if meta.get(k) != first_meta.get(k)]
+        if meta["base"]["weights_sha256"] != first_meta["base"]["weights_sha256"]:
+            differ.append("base")
+        differ += [k for k in _SAME_ADAPTER if _as_set(config, k) != _as_set(first_config, k)]
+        if differ:
+            raise TrainingRefused(
+                f"{artifact} and {artifacts[0]} are not one model: their {', '.join(differ)} differ"
+            )
+
+
+def write_soup(artifacts: Sequence[Path], out: Path, rank: int) -> float:
+    """Write to ``out`` the uniform average of ``artifacts`` (:func:`check_ingredients`)
+    with its LoRA update at ``rank``, in float16, and the first one's metadata under
+    ``out``'s name; returns the smallest share of an averaged update's energy kept."""
+    configs = [_adapter_config(a) for a in artifacts]
+    adapters = [load_file(str(a / ADAPTER_FILE)) for a in artifacts]
+    heads = [load_file(str(a / HEADS_FILE)) for a in artifacts]
+    scales = [c["lora_alpha"] / c["r"] for c in configs]
+    # the soup keeps the first ingredient's alpha / r, so --init from it scales alike
+    scale = scales[0]
+    soup: dict[str, torch.Tensor] = {}
+    worst = 1.0
+    for key in adapters[0]:
+        if ".lora_B." in key:
+            continue
+        if ".lora_A." in key:
+            b_key = key.replace(".lora_A.", ".lora_B.")
+            b, a = mean_update(
+                [(ad[b_key], ad[key], s) for ad, s in zip(adapters, scales, strict=True)]
+            )
+            b, a, kept = truncate(b, a, rank)
+            soup[b_key], soup[key], worst = b / scale, a, min(worst, kept)
+        else:
+            soup[key] = _mean([ad[key] for ad in adapters])
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    save_file({k: v.half().contiguous() for k, v in soup.items()}, str(out / ADAPTER_FILE))
+    save_file(
+        {k: _mean([h[k] for h in heads]).float().contiguous() for k in heads[0]},
+        str(out / HEADS_FILE),
+    )
+    write_json(out / ADAPTER_CONFIG_FILE, {**configs[0], "r": rank, "lora_alpha": scale * rank})
+    write_json(out / META_FILE, {**read_meta(artifacts[0]), "name": out.name})
+    return worst
+
+
+def make_soup(
+    sources: Sequence[Source],
+    candidates: Sequence[Path],
+    out: Path,
+    cfg: TrainConfig,
+    rank: int,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Score each candidate on the sources' early-stopping slices, grow the greedy soup,
+    write it to ``out`` with its calibration and a record of every trial; returns the
+    metrics (also written to ``out``). ``cfg`` gives the split (the candidates' own) and the
+    calibration threshold; input settings come from the candidates."""
+    started = time.monotonic()
+    check_same_split(candidates, cfg)
+    check_ingredients(candidates)
+    meta = read_meta(candidates[0])
+    cfg = replace(cfg, max_length=meta["max_length"], target_markers=meta["target_markers"])
+    names = label_names_of(sources)
+    if {task: list(n) for task, n in names.items()} != meta["label_names"]:
+        raise TrainingRefused(f"{candidates[0]}: its label names differ from the sources'")
+    views = [v for source in sources for v in prepare_views(source, names[source.task], cfg)]
+    tokenizer = load_artifact(candidates[0], base_dir).tokenizer
+    pad_id = int(tokenizer.pad_token_id)
+    encode_views(views, tokenizer, cfg)
+
+    def scored(artifact: Path) -> tuple[float, dict[str, Any]]:
+        dev = dev_scores(load_artifact(artifact, base_dir).model, views, names, pad_id, cfg)
+        return selection_score(dev), dev
+
+    alone = {c: scored(c)[0] for c in candidates}
+    ranked = sorted(candidates, key=lambda c: -alone[c])
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def judge(members: Sequence[Path]) -> float:
+            write_soup(members, Path(tmp) / "soup", rank)
+            return scored(Path(tmp) / "soup")[0]
+
+        members, trials = greedy_soup(ranked, judge)
+    worst = write_soup(members, out, rank)
+    loaded = load_artifact(out, base_dir)
+    selection, dev = scored(out)
+    calibration = calibrate(loaded.model, views, pad_id, cfg)
+    versions = {c: model_version(c, read_meta(c)) for c in candidates}
+    record = {
+        "rank": rank,
+        "ingredients": [versions[c] for c in members],
+        "candidates": {versions[c]: alone[c] for c in ranked},
+        "trials": [
+            {"soup": [versions[c] for c in tried], "selection": value, "kept": kept}
+            for tried, value, kept in trials
+        ],
+        "smallest_energy_kept": worst,
+    }
+    write_json(
+        out / META_FILE,
+        {
+            **read_meta(out),
+            "temperature": {task: c["temperature"] for task, c in calibration.items()},
+            "training": {
+                "config": {
+                    "holdout_fraction": cfg.holdout_fraction,
+                    "split_seed": cfg.split_seed,
+                    "max_ece": cfg.max_ece,
+                },
+                "sources": [
+                    {"task": s.task, "name": s.name, "dir": str(s.data_dir)} for s in sources
+                ],
+                "soup": record,
+            },
+        },
+    )
+    metrics = {
+        "soup": record,
+        "dev": dev,
+        "selection": selection,
+        "calibration": calibration,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def _adapter_config(artifact: Path) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((artifact / ADAPTER_CONFIG_FILE).read_text("utf-8"))
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise TrainingRefused(f"{artifact}: per-module ranks are not supported")
+    return config
+
+
+def _as_set(config: dict[str, Any], key: str) -> object:
+    value = config.get(key)
+    return frozenset(value) if isinstance(value, list) else value
+
+
+def _mean(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([t.double() for t in tensors]).mean(dim=0)
