@@ -22,7 +22,7 @@ from monitor.resources import bundled_artifact, bundled_artifacts
 
 @pytest.mark.parametrize("name", [f"finmon-minilm-v{n}" for n in (1, 2, 3, 4)])
 def test_committed_artifacts_record_labels_base_recipe_and_metrics(name: str) -> None:
-    """v3 is the default; v1 and v2 stay shipped and loadable, for rows they classified."""
+    """The trained MiniLM artifacts stay shipped and loadable, for rows they classified."""
     meta = read_meta(bundled_artifact(name))
     assert meta["label_names"] == {
         "topic": list(TOPIC_DATASET_LABELS),
@@ -37,9 +37,15 @@ def test_committed_artifacts_record_labels_base_recipe_and_metrics(name: str) ->
     assert load_artifact(bundled_artifact(name)).version.startswith(f"{name}+")
 
 
-def test_the_default_is_v4_with_marked_targets_and_calibration() -> None:
+def test_the_default_is_v5_a_soup_with_marked_targets_and_calibration() -> None:
+    """v5 averages v4 with two continuations of it (no training record of its own, but the
+    early-stopping split its ingredients share, and the greedy choice that made it)."""
     meta = read_meta(bundled_artifact())
-    assert meta["name"] == "finmon-minilm-v4" and meta["targets"] is True
+    assert meta["name"] == "finmon-minilm-v5" and meta["targets"] is True
+    assert meta["training"]["config"]["split_seed"] == 13
+    soup = meta["training"]["soup"]
+    assert soup["ingredients"][0] == load_artifact(bundled_artifact("finmon-minilm-v4")).version
+    assert [t["kept"] for t in soup["trials"]].count(True) == len(soup["ingredients"])
     assert meta["target_markers"] is True
     assert all(t > 0 for t in meta["temperature"].values())
     metrics = json.loads((bundled_artifact() / "metrics.json").read_text())

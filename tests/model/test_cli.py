@@ -261,7 +261,7 @@ def test_evaluate_table_output() -> None:
 def test_classify_prints_each_text() -> None:
     out = run("classify", "Acme upgraded to Buy", "Oil falls 5%")
     assert out.count("topic:") == 2 and out.count("sentiment:") == 2
-    assert "model: finmon-minilm-v4+" in out
+    assert "model: finmon-minilm-v5+" in out
 
 
 def test_evaluate_reads_an_entity_set_with_and_without_targets() -> None:
