@@ -268,8 +268,6 @@ def soup_command(
     from monitor.model.train import TrainConfig, TrainingRefused
 
     torch.set_num_threads(threads)
-    if rank is None:
-        rank = max(json.loads((c / "adapter_config.json").read_text())["r"] for c in candidates)
     cfg = TrainConfig(split_seed=split_seed, holdout_fraction=holdout_fraction, threads=threads)
     try:
         metrics = make_soup(sources, candidates, out, cfg, rank, base_dir=base_dir)

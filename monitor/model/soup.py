@@ -147,16 +147,18 @@ def make_soup(
     candidates: Sequence[Path],
     out: Path,
     cfg: TrainConfig,
-    rank: int,
+    rank: int | None = None,
     base_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Score each candidate on the sources' early-stopping slices, grow the greedy soup,
-    write it to ``out`` with its calibration and a record of every trial; returns the
-    metrics (also written to ``out``). ``cfg`` gives the split (the candidates' own) and the
-    calibration threshold; input settings come from the candidates."""
+    write it to ``out`` at ``rank`` (default: the highest candidate rank) with its
+    calibration and a record of every trial; returns the metrics (also written to ``out``).
+    ``cfg`` gives the split (the candidates' own) and the calibration threshold; input
+    settings come from the candidates."""
     started = time.monotonic()
     check_same_split(candidates, cfg)
     check_ingredients(candidates)
+    rank = rank or max(_adapter_config(c)["r"] for c in candidates)
     meta = read_meta(candidates[0])
     cfg = replace(cfg, max_length=meta["max_length"], target_markers=meta["target_markers"])
     names = label_names_of(sources)
@@ -167,23 +169,23 @@ def make_soup(
     pad_id = int(tokenizer.pad_token_id)
     encode_views(views, tokenizer, cfg)
 
-    def scored(artifact: Path) -> tuple[float, dict[str, Any]]:
-        dev = dev_scores(load_artifact(artifact, base_dir).model, views, names, pad_id, cfg)
-        return selection_score(dev), dev
+    def selection_of(artifact: Path) -> float:
+        model = load_artifact(artifact, base_dir).model
+        return selection_score(dev_scores(model, views, names, pad_id, cfg))
 
-    alone = {c: scored(c)[0] for c in candidates}
+    alone = {c: selection_of(c) for c in candidates}
     ranked = sorted(candidates, key=lambda c: -alone[c])
     with tempfile.TemporaryDirectory() as tmp:
 
         def judge(members: Sequence[Path]) -> float:
             write_soup(members, Path(tmp) / "soup", rank)
-            return scored(Path(tmp) / "soup")[0]
+            return selection_of(Path(tmp) / "soup")
 
         members, trials = greedy_soup(ranked, judge)
     worst = write_soup(members, out, rank)
-    loaded = load_artifact(out, base_dir)
-    selection, dev = scored(out)
-    calibration = calibrate(loaded.model, views, pad_id, cfg)
+    model = load_artifact(out, base_dir).model
+    dev = dev_scores(model, views, names, pad_id, cfg)
+    calibration = calibrate(model, views, pad_id, cfg)
     versions = {c: model_version(c, read_meta(c)) for c in candidates}
     record = {
         "rank": rank,
@@ -216,7 +218,7 @@ def make_soup(
     metrics = {
         "soup": record,
         "dev": dev,
-        "selection": selection,
+        "selection": selection_score(dev),
         "calibration": calibration,
         "wall_s": round(time.monotonic() - started, 1),
     }

@@ -16,6 +16,7 @@ COMMANDS = [
     "produce",
     "replay",
     "sample",
+    "soup",
     "train",
     "trends",
     "worker",
