@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
 from monitor.model.artifact import (
     ADAPTER_CONFIG_FILE,
@@ -169,17 +170,19 @@ def make_soup(
     pad_id = int(tokenizer.pad_token_id)
     encode_views(views, tokenizer, cfg)
 
-    def selection_of(artifact: Path) -> float:
+    def selection_of(artifact: Path, label: str) -> float:
         model = load_artifact(artifact, base_dir).model
-        return selection_score(dev_scores(model, views, names, pad_id, cfg))
+        value = selection_score(dev_scores(model, views, names, pad_id, cfg))
+        tqdm.write(f"selection {value:.4f}: {label}")  # scoring a base-sized model takes minutes
+        return value
 
-    alone = {c: selection_of(c) for c in candidates}
+    alone = {c: selection_of(c, str(c)) for c in candidates}
     ranked = sorted(candidates, key=lambda c: -alone[c])
     with tempfile.TemporaryDirectory() as tmp:
 
         def judge(members: Sequence[Path]) -> float:
             write_soup(members, Path(tmp) / "soup", rank)
-            return selection_of(Path(tmp) / "soup")
+            return selection_of(Path(tmp) / "soup", "soup of " + " + ".join(map(str, members)))
 
         members, trials = greedy_soup(ranked, judge)
     worst = write_soup(members, out, rank)
