@@ -17,7 +17,6 @@ are plain averages.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
+from transformers import AutoTokenizer
 
 from monitor.model.artifact import (
     ADAPTER_CONFIG_FILE,
@@ -35,6 +35,7 @@ from monitor.model.artifact import (
     HEADS_FILE,
     META_FILE,
     METRICS_FILE,
+    check_base,
     load_artifact,
     model_version,
     read_meta,
@@ -130,9 +131,7 @@ def write_soup(artifacts: Sequence[Path], out: Path, rank: int) -> float:
             soup[b_key], soup[key], worst = b / scale, a, min(worst, kept)
         else:
             soup[key] = _mean([ad[key] for ad in adapters])
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.half().contiguous() for k, v in soup.items()}, str(out / ADAPTER_FILE))
     save_file(
         {k: _mean([h[k] for h in heads]).float().contiguous() for k in heads[0]},
@@ -157,6 +156,8 @@ def make_soup(
     ``cfg`` gives the split (the candidates' own) and the calibration threshold; input
     settings come from the candidates."""
     started = time.monotonic()
+    if out.resolve() in {c.resolve() for c in candidates}:
+        raise TrainingRefused(f"{out}: a candidate; write the soup elsewhere")
     check_same_split(candidates, cfg)
     check_ingredients(candidates)
     rank = rank or max(_adapter_config(c)["r"] for c in candidates)
@@ -166,7 +167,8 @@ def make_soup(
     if {task: list(n) for task, n in names.items()} != meta["label_names"]:
         raise TrainingRefused(f"{candidates[0]}: its label names differ from the sources'")
     views = [v for source in sources for v in prepare_views(source, names[source.task], cfg)]
-    tokenizer = load_artifact(candidates[0], base_dir).tokenizer
+    base = check_base(meta, base_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
     pad_id = int(tokenizer.pad_token_id)
     encode_views(views, tokenizer, cfg)
 

@@ -226,6 +226,9 @@ def test_a_soup_refuses_artifacts_that_are_not_one_model(
     assert result.exit_code == 1
     assert "are not one model: their max_length differ" in result.output
     assert not (tmp_path / "x").exists()
+    result = CliRunner().invoke(main, ["soup", *TINY_SOURCES, "--out", str(first), str(first)])
+    assert result.exit_code == 1
+    assert "a candidate; write the soup elsewhere" in result.output
 
 
 def test_training_is_reproducible(tiny_artifacts: tuple[Path, Path]) -> None:
