@@ -47,6 +47,7 @@ from monitor.model.train import (
     TrainConfig,
     TrainingRefused,
     calibrate,
+    check_labels,
     check_same_split,
     dev_scores,
     encode_views,
@@ -164,8 +165,7 @@ def make_soup(
     meta = read_meta(candidates[0])
     cfg = replace(cfg, max_length=meta["max_length"], target_markers=meta["target_markers"])
     names = label_names_of(sources)
-    if {task: list(n) for task, n in names.items()} != meta["label_names"]:
-        raise TrainingRefused(f"{candidates[0]}: its label names differ from the sources'")
+    check_labels(candidates[0], meta, names)
     views = [v for source in sources for v in prepare_views(source, names[source.task], cfg)]
     base = check_base(meta, base_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)

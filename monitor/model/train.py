@@ -41,12 +41,25 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
 from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from monitor.model.artifact import META_FILE, METRICS_FILE, save_artifact, write_json
-from monitor.model.base import identify_base
+from monitor.model.artifact import (
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_FILE,
+    HEADS_FILE,
+    META_FILE,
+    METRICS_FILE,
+    model_version,
+    read_meta,
+    save_artifact,
+    write_json,
+)
+from monitor.model.base import BaseIdentity, identify_base
 from monitor.model.calibration import expected_calibration_error, fit_temperature
+from monitor.model.compact import widen
 from monitor.model.data import (
     TASKS,
     Task,
@@ -466,8 +479,6 @@ def check_same_split(artifacts: Sequence[Path], cfg: TrainConfig) -> None:
     """Refuse an init or teacher artifact trained on another early-stopping split: it has
     seen rows of this run's held-out slices, which would then favour it (as a teacher) or
     flatter the run (as its starting point)."""
-    from monitor.model.artifact import read_meta
-
     own = (cfg.holdout_fraction, cfg.split_seed)
     for artifact in artifacts:
         theirs = split_of(read_meta(artifact))
@@ -480,27 +491,43 @@ def check_same_split(artifacts: Sequence[Path], cfg: TrainConfig) -> None:
 
 
 def _version_of(artifact: Path) -> str:
-    from monitor.model.artifact import model_version, read_meta
-
     return model_version(artifact, read_meta(artifact))
 
 
-def _warm_start(model: MultiTaskModel, init: Path, scale: float) -> None:
-    """Start from an artifact's LoRA weights and heads (same base and labels), so a
-    new version can add sources without relearning what the old one knew. A run at a higher
-    rank, or another ``alpha``, starts from the same update (``scale`` is this run's
-    ``alpha / r``; :func:`monitor.model.compact.widen`)."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+def check_labels(
+    artifact: Path, meta: Mapping[str, Any], names: Mapping[str, Sequence[str]]
+) -> None:
+    """Refuse an artifact whose heads predict other labels than the sources name."""
+    if meta["label_names"] != {task: list(head_names) for task, head_names in names.items()}:
+        raise TrainingRefused(f"{artifact}: its label names differ from the training sources'")
 
-    from monitor.model.artifact import ADAPTER_CONFIG_FILE, ADAPTER_FILE, HEADS_FILE, read_meta
-    from monitor.model.compact import widen
 
+def check_init(
+    init: Path, names: Mapping[str, Sequence[str]], base: BaseIdentity, cfg: TrainConfig
+) -> None:
+    """Refuse, before any teacher pass or epoch, an init artifact this run cannot start
+    from: other labels, another base encoder, or an adapter of a higher rank than the
+    run's. (:func:`_warm_start` still proves the adapter fits, module by module.)"""
     meta = read_meta(init)
-    if meta["label_names"] != {
-        task: list(head_names) for task, head_names in model.label_names.items()
-    }:
-        raise TrainingRefused(f"{init}: its label names differ from the training sources'")
+    check_labels(init, meta, names)
+    if meta["base"]["weights_sha256"] != base.weights_sha256:
+        raise TrainingRefused(
+            f"{init}: trained on another base encoder ({meta['base']['name']}, recorded at "
+            f"{meta['base']['path']}) than this run's {base.path}; give its base with --base"
+        )
+    rank = json.loads((init / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))["r"]
+    if rank > cfg.lora_rank:
+        raise TrainingRefused(
+            f"{init}: adapter does not fit (rank {rank}, above this run's {cfg.lora_rank}); "
+            "to start at a lower rank, compact it first: scripts/compact_adapter.py"
+        )
+
+
+def _warm_start(model: MultiTaskModel, init: Path, scale: float) -> None:
+    """Start from an artifact's LoRA weights and heads (checked by :func:`check_init`), so
+    a new version can add sources without relearning what the old one knew. A run at a
+    higher rank, or another ``alpha``, starts from the same update (``scale`` is this run's
+    ``alpha / r``; :func:`monitor.model.compact.widen`)."""
     config = json.loads((init / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
     ratio = config["lora_alpha"] / config["r"] / scale
     adapter = load_file(str(init / ADAPTER_FILE))
@@ -510,11 +537,7 @@ def _warm_start(model: MultiTaskModel, init: Path, scale: float) -> None:
             b_key = key.replace(".lora_A.", ".lora_B.")
             adapter[b_key], adapter[key] = widen(adapter[b_key], adapter[key], own[key], ratio)
     except ValueError as error:
-        lower = config["r"] > own[key].shape[0]
-        hint = "; to start at a lower rank, compact it first: scripts/compact_adapter.py"
-        raise TrainingRefused(
-            f"{init}: adapter does not fit ({error}{hint if lower else ''})"
-        ) from error
+        raise TrainingRefused(f"{init}: adapter does not fit ({error})") from error
     misfits = [k for k, v in adapter.items() if k in own and own[k].shape != v.shape]
     result = set_peft_model_state_dict(model.encoder, adapter) if not misfits else None
     if misfits or (result is not None and result.unexpected_keys):
@@ -549,6 +572,8 @@ def train(
         views += cross_task_views(views)
 
     base = identify_base(base_dir)
+    if init is not None:
+        check_init(init, names, base, cfg)
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
     pad_id = int(tokenizer.pad_token_id)
     encode_views(views, tokenizer, cfg)

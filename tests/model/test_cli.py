@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -152,14 +154,61 @@ def test_a_warm_start_at_a_higher_rank_starts_where_its_init_ended(
             torch.testing.assert_close(wide.model(**batch)[task], logits, atol=1e-5, rtol=1e-5)
 
 
-def test_a_warm_start_refuses_an_adapter_of_a_higher_rank(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main, [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--init", str(bundled_artifact())]
-    )
-    assert result.exit_code == 1
-    assert "Error: " in result.output
-    assert "adapter does not fit" in result.output
-    assert "compact it first" in result.output
+def _with_meta(artifact: Path, out: Path, **changes: object) -> Path:
+    shutil.copytree(artifact, out)
+    meta = read_meta(out)
+    for key, value in changes.items():
+        meta[key] = value
+    (out / "finmon.json").write_text(json.dumps(meta), encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("init", "expected"),
+    [
+        (
+            lambda first, tmp: bundled_artifact(),
+            "adapter does not fit (rank 64, above this run's 4); to start at a lower rank, "
+            "compact it first",
+        ),
+        (
+            lambda first, tmp: _with_meta(
+                first,
+                tmp / "labels",
+                label_names={**read_meta(first)["label_names"], "topic": ["a", "b"]},
+            ),
+            "its label names differ from the training sources'",
+        ),
+        (
+            lambda first, tmp: _with_meta(
+                first,
+                tmp / "base",
+                base={**read_meta(first)["base"], "name": "other", "weights_sha256": {"x": "0"}},
+            ),
+            "trained on another base encoder (other",
+        ),
+    ],
+    ids=["higher-rank", "labels", "base"],
+)
+def test_an_init_the_run_cannot_start_from_is_refused_before_any_teacher_pass(
+    tiny_artifacts: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    init: Callable[[Path, Path], Path],
+    expected: str,
+) -> None:
+    """The refusal comes before the teachers' passes, which can take many minutes."""
+    first, _ = tiny_artifacts
+
+    def no_pass(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a teacher pass ran before the refusal")
+
+    monkeypatch.setattr("monitor.model.train._teacher_probs", no_pass)
+    args = ["--out", str(tmp_path / "x"), "--teacher", str(first), "--init"]
+    result = CliRunner().invoke(main, [*TINY_TRAIN, *args, str(init(first, tmp_path))])
+    assert result.exit_code == 1, result.output
+    assert expected in result.output
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("role", ["--init", "--teacher"])
