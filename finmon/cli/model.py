@@ -146,6 +146,13 @@ _holdout_option = click.option(
     "teacher's soft labels (tweets labelled for topic teach sentiment, headlines topic).",
 )
 @click.option(
+    "--contrast-pairs/--no-contrast-pairs",
+    default=False,
+    show_default=True,
+    help="An entity set also trains on two-entity headlines joined from its single-entity "
+    "ones ('A; B', each entity labelled by its own headline): sentiment towards a target.",
+)
+@click.option(
     "--target-markers/--no-target-markers",
     default=True,
     show_default=True,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from monitor.model.interface import SENTIMENT_LABELS
-from monitor.model.text import normalise_text
+from monitor.model.text import mark_mentions, normalise_text
 
 Task = Literal["topic", "sentiment"]
 TASKS: tuple[Task, ...] = ("topic", "sentiment")
@@ -216,3 +216,33 @@ def headline_rows(frame: pd.DataFrame) -> pd.DataFrame:
     with the target dropped, so the model also learns headline-level sentiment on news."""
     single = frame[frame["n_entities"] == 1].assign(target="")
     return single.drop_duplicates(["text"]).reset_index(drop=True)
+
+
+def contrast_pairs(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Two-entity headlines made from an entity set's single-entity rows, for learning to
+    read the sentiment *towards a target* rather than the headline's.
+
+    Single-entity headlines are shuffled (by ``seed``) and joined two by two as
+    ``"A; B"``; each joined text gives two rows, one per entity, each with its own
+    headline's label. A pair is skipped (its headlines left unused) when either entity is
+    mentioned in the other headline (as :func:`monitor.model.text.mark_mentions` finds
+    it), since that headline's label may not be towards it; no headline is used twice.
+    Whatever the labels, every pair is kept, so "two entities, two different sentiments"
+    is not taught as a rule."""
+    single = frame[(frame["n_entities"] == 1) & (frame["target"] != "")]
+    single = single.drop_duplicates(["text"])
+    order = np.random.default_rng(seed).permutation(len(single))
+    rows = single.iloc[order].to_dict("records")
+    pairs: list[dict[str, object]] = []
+    for first, second in zip(rows[0::2], rows[1::2], strict=False):
+        if _names(first["target"], second["text"]) or _names(second["target"], first["text"]):
+            continue
+        text = f"{first['text']}; {second['text']}"
+        for row in (first, second):
+            pairs.append({"text": text, "target": row["target"], "label": row["label"]})
+    return pd.DataFrame(pairs, columns=["text", "target", "label"]).assign(n_entities=2)
+
+
+def _names(entity: str, text: str) -> bool:
+    """Whether ``text`` mentions ``entity`` as serving would mark it."""
+    return mark_mentions(text, entity) != text

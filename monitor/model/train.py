@@ -63,6 +63,7 @@ from monitor.model.compact import widen
 from monitor.model.data import (
     TASKS,
     Task,
+    contrast_pairs,
     has_targets,
     headline_rows,
     holdout_split,
@@ -122,6 +123,7 @@ class TrainConfig:
     max_ece: float = 0.05
     target_markers: bool = True
     cross_task: bool = False
+    contrast_pairs: bool = False
     choose_teachers: bool = True
 
 
@@ -167,7 +169,9 @@ class View:
 
 def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> list[View]:
     """Load a source's train.csv, resolve duplicates, cap it, hold out its dev slice, and
-    cut it into views: one for a plain set; two for an entity set (targets, headlines)."""
+    cut it into views: one for a plain set; two for an entity set (targets, headlines),
+    three with ``contrast_pairs`` (:func:`monitor.model.data.contrast_pairs`, made from the
+    training rows only and held out of nothing: the real entity rows judge them)."""
     raw = load_split(source.data_dir / "train.csv", source.task, names)
     unique = resolve_duplicates(raw)
     if cfg.max_train_rows is not None and len(unique) > cfg.max_train_rows:
@@ -180,6 +184,9 @@ def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> lis
         views.append(
             View(source.task, f"{name}/headline", headline_rows(train), headline_rows(dev))
         )
+        if cfg.contrast_pairs:
+            pairs = contrast_pairs(train, cfg.split_seed)
+            views.append(View(source.task, f"{name}/pairs", pairs, pairs.iloc[0:0]))
     return views
 
 

@@ -88,13 +88,14 @@ def test_distillation_from_teachers_across_tasks_and_a_warm_start(
     """A student trained on teachers' soft labels (here the two tiny artifacts, equal
     weights under two names), across tasks, starting from another artifact's weights,
     records all of them; every view chooses the first teacher (equal teachers: the smaller
-    subset); the rows of one task also train the other head; the loss falls."""
+    subset); the rows of one task also train the other head, and joined headlines the
+    sentiment towards each of their entities; the loss falls."""
     first, second = tiny_artifacts
     out = tmp_path / "student"
     run(
         *TINY_TRAIN, "--out", str(out), "--skip-valid", "--teacher", str(first),
         "--teacher", str(second), "--cross-task", "--init", str(first),
-        "--distill-weight", "0.7",
+        "--distill-weight", "0.7", "--contrast-pairs",
     )  # fmt: skip
     meta = read_meta(out)
     version, other = (load_classifier(p, device="cpu").model_version for p in (first, second))
@@ -107,9 +108,14 @@ def test_distillation_from_teachers_across_tasks_and_a_warm_start(
         "topic/soft:sentiment/news/headline",
     }
     assert all(view["teachers"] == [version] for view in views.values())
+    pairs = views["sentiment/news/pairs"]  # gold labels, judged by the real entity rows
+    assert pairs["gold_labels"] and pairs["train_rows_used"] > 0
+    assert pairs["early_stopping_rows"] == 0
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert history[1]["train_loss"] < history[0]["train_loss"]
-    assert set(history[0]["dev"]) == {name for name, view in views.items() if view["gold_labels"]}
+    assert set(history[0]["dev"]) == {
+        name for name, view in views.items() if view["early_stopping_rows"]
+    }
 
 
 def test_a_teacher_cache_spares_the_teachers_passes_and_changes_nothing(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monitor.model.data import (
     TOPIC_DATASET_LABELS,
+    contrast_pairs,
     dedup_against,
     has_targets,
     headline_rows,
@@ -181,3 +184,75 @@ def test_entity_holdout_keeps_each_headline_on_one_side() -> None:
     headlines = headline_rows(train)
     assert (headlines["target"] == "").all() and (headlines["n_entities"] == 1).all()
     assert headlines["text"].is_unique
+
+
+_ENTITY = st.sampled_from(["Acme", "Globex", "Initech", "Umbrella", "Hooli", "BA"])
+
+
+@given(
+    rows=st.lists(
+        st.tuples(
+            _ENTITY, st.sampled_from(["jumps", "slips", "holds", "BA falls"]), st.integers(0, 2)
+        ),
+        max_size=24,
+    ),
+    others=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_contrast_pairs_join_single_entity_headlines_each_label_towards_its_own(
+    rows: list[tuple[str, str, int]], others: int, seed: int
+) -> None:
+    singles = pd.DataFrame(
+        {
+            "text": [f"{entity} {verb} #{i}" for i, (entity, verb, _) in enumerate(rows)],
+            "target": [entity for entity, _, _ in rows],
+            "label": [label for _, _, label in rows],
+            "n_entities": 1,
+        }
+    )
+    multi = pd.DataFrame(
+        {"text": ["Acme up, Globex down"] * others, "target": "Acme", "label": 0, "n_entities": 2}
+    )
+    pairs = contrast_pairs(pd.concat([singles, multi], ignore_index=True), seed)
+    source = {
+        (t, g): label
+        for t, g, label in zip(singles["text"], singles["target"], singles["label"], strict=True)
+    }
+
+    assert (pairs["n_entities"] == 2).all() and len(pairs) % 2 == 0
+    used: list[str] = []
+    for text, first, second in zip(
+        pairs["text"][0::2],
+        pairs.iloc[0::2].itertuples(),
+        pairs.iloc[1::2].itertuples(),
+        strict=True,
+    ):
+        assert first.text == second.text == text
+        a, b = text.split("; ")
+        used += [a, b]
+        assert (
+            source[(a, first.target)] == first.label and source[(b, second.target)] == second.label
+        )
+        assert mark_mentions(b, first.target) == b and mark_mentions(a, second.target) == a
+    assert len(used) == len(set(used))
+    assert pairs.equals(contrast_pairs(pd.concat([singles, multi], ignore_index=True), seed))
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([("Acme jumps", "Acme"), ("Globex slips", "Globex")], 2),
+        ([("Acme jumps", "Acme"), ("Globex slips after Acme deal", "Globex")], 0),
+        ([("Acme jumps", "Acme"), ("Globex slips on $ACME news", "Globex")], 0),
+        ([("Acme jumps", "Acme"), ("Globex slips, Acmeco rises", "Globex")], 2),
+        ([("Acme jumps", "Acme"), ("Globex slips", "Globex"), ("Hooli holds", "Hooli")], 2),
+    ],
+    ids=["distinct", "named", "cashtag", "inside-a-word", "odd-one-left"],
+)
+def test_a_pair_is_skipped_when_one_entity_is_mentioned_in_the_other_headline(
+    rows: list[tuple[str, str]], expected: int
+) -> None:
+    frame = pd.DataFrame(
+        {"text": [t for t, _ in rows], "target": [g for _, g in rows], "label": 1, "n_entities": 1}
+    )
+    assert len(contrast_pairs(frame, seed=0)) == expected
