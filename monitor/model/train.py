@@ -171,7 +171,8 @@ def prepare_views(source: Source, names: Sequence[str], cfg: TrainConfig) -> lis
     """Load a source's train.csv, resolve duplicates, cap it, hold out its dev slice, and
     cut it into views: one for a plain set; two for an entity set (targets, headlines),
     three with ``contrast_pairs`` (:func:`monitor.model.data.contrast_pairs`, made from the
-    training rows only and held out of nothing: the real entity rows judge them)."""
+    training rows only, with no held-out slice of their own: the real entity rows judge
+    them)."""
     raw = load_split(source.data_dir / "train.csv", source.task, names)
     unique = resolve_duplicates(raw)
     if cfg.max_train_rows is not None and len(unique) > cfg.max_train_rows:
