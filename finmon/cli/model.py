@@ -190,6 +190,7 @@ def train_command(
     deduplicated; for an entity set: headline, entity and multi-entity views) and the
     results are added to OUT/metrics.json.
     """
+    from monitor.model.artifact import UnsupportedAdapter
     from monitor.model.train import TrainConfig, TrainingRefused, train
 
     # click passes the remaining options by name, each typed by its option (checked there)
@@ -205,7 +206,7 @@ def train_command(
             init=init,
             teacher_cache=teacher_cache,
         )
-    except TrainingRefused as exc:
+    except (TrainingRefused, UnsupportedAdapter) as exc:
         raise click.ClickException(str(exc)) from exc
     if not skip_valid:
         _score_valid(out, sources, base_dir, metrics)
@@ -271,6 +272,7 @@ def soup_command(
     """
     import torch
 
+    from monitor.model.artifact import UnsupportedAdapter
     from monitor.model.soup import make_soup
     from monitor.model.train import TrainConfig, TrainingRefused
 
@@ -278,7 +280,7 @@ def soup_command(
     cfg = TrainConfig(split_seed=split_seed, holdout_fraction=holdout_fraction, threads=threads)
     try:
         metrics = make_soup(sources, candidates, out, cfg, rank, base_dir=base_dir)
-    except TrainingRefused as exc:
+    except (TrainingRefused, UnsupportedAdapter) as exc:
         raise click.ClickException(str(exc)) from exc
     for trial in metrics["soup"]["trials"]:
         verdict = "kept" if trial["kept"] else "dropped"

@@ -39,6 +39,11 @@ class BaseMismatchError(ValueError):
     """The base encoder on this machine is not the one the artifact was trained on."""
 
 
+class UnsupportedAdapter(ValueError):
+    """An adapter with per-module ranks or alphas: finmon writes one rank and one alpha for
+    every module, and its widening, truncation and averaging rely on that."""
+
+
 @dataclass
 class LoadedArtifact:
     """A ready-to-run model (LoRA merged into the base) and what describes it."""
@@ -89,6 +94,15 @@ def read_meta(path: Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(f"{meta_file}: unsupported format {meta.get('format')!r}")
     return meta
+
+
+def read_adapter_config(path: Path) -> dict[str, Any]:
+    """The artifact's peft LoRA config, refused (:class:`UnsupportedAdapter`) when its
+    rank or alpha varies by module."""
+    config: dict[str, Any] = json.loads((path / ADAPTER_CONFIG_FILE).read_text("utf-8"))
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise UnsupportedAdapter(f"{path}: per-module LoRA ranks or alphas are not supported")
+    return config
 
 
 def model_version(path: Path, meta: dict[str, Any]) -> str:

@@ -14,7 +14,6 @@ same update ``(alpha / r) B A`` with room to grow.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from monitor.model.artifact import (
     ADAPTER_CONFIG_FILE,
     ADAPTER_FILE,
     META_FILE,
+    read_adapter_config,
     read_meta,
     write_json,
 )
@@ -73,9 +73,7 @@ def compact_artifact(artifact: Path, out: Path, rank: int) -> float:
     """Write ``out``, a copy of ``artifact`` named after ``out`` with every LoRA pair
     truncated to ``rank`` and stored in float16; returns the smallest energy share any
     module keeps."""
-    config = json.loads((artifact / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
-    if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise ValueError(f"{artifact}: per-module ranks are not supported")
+    config = read_adapter_config(artifact)
     if not 1 <= rank <= config["r"]:
         raise ValueError(f"rank {rank}: must be between 1 and the adapter's rank {config['r']}")
     adapter = load_file(str(artifact / ADAPTER_FILE))

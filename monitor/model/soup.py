@@ -16,7 +16,6 @@ are plain averages.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from monitor.model.artifact import (
     check_base,
     load_artifact,
     model_version,
+    read_adapter_config,
     read_meta,
     write_json,
 )
@@ -95,9 +95,9 @@ def greedy_soup(
 
 def check_ingredients(artifacts: Sequence[Path]) -> None:
     """Refuse artifacts that are not one model: another base, labels, input or LoRA layout."""
-    first_meta, first_config = read_meta(artifacts[0]), _adapter_config(artifacts[0])
+    first_meta, first_config = read_meta(artifacts[0]), read_adapter_config(artifacts[0])
     for artifact in artifacts[1:]:
-        meta, config = read_meta(artifact), _adapter_config(artifact)
+        meta, config = read_meta(artifact), read_adapter_config(artifact)
         differ = [k for k in _SAME_META if meta.get(k) != first_meta.get(k)]
         if meta["base"]["weights_sha256"] != first_meta["base"]["weights_sha256"]:
             differ.append("base")
@@ -112,7 +112,7 @@ def write_soup(artifacts: Sequence[Path], out: Path, rank: int) -> float:
     """Write to ``out`` the uniform average of ``artifacts`` (:func:`check_ingredients`)
     with its LoRA update at ``rank``, in float16, and the first one's metadata under
     ``out``'s name; returns the smallest share of an averaged update's energy kept."""
-    configs = [_adapter_config(a) for a in artifacts]
+    configs = [read_adapter_config(a) for a in artifacts]
     adapters = [load_file(str(a / ADAPTER_FILE)) for a in artifacts]
     heads = [load_file(str(a / HEADS_FILE)) for a in artifacts]
     scales = [c["lora_alpha"] / c["r"] for c in configs]
@@ -161,7 +161,7 @@ def make_soup(
         raise TrainingRefused(f"{out}: a candidate; write the soup elsewhere")
     check_same_split(candidates, cfg)
     check_ingredients(candidates)
-    rank = rank or max(_adapter_config(c)["r"] for c in candidates)
+    rank = rank or max(read_adapter_config(c)["r"] for c in candidates)
     meta = read_meta(candidates[0])
     cfg = replace(cfg, max_length=meta["max_length"], target_markers=meta["target_markers"])
     names = label_names_of(sources)
@@ -229,13 +229,6 @@ def make_soup(
     }
     write_json(out / METRICS_FILE, metrics)
     return metrics
-
-
-def _adapter_config(artifact: Path) -> dict[str, Any]:
-    config: dict[str, Any] = json.loads((artifact / ADAPTER_CONFIG_FILE).read_text("utf-8"))
-    if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise TrainingRefused(f"{artifact}: per-module ranks are not supported")
-    return config
 
 
 def _as_set(config: dict[str, Any], key: str) -> object:

@@ -28,7 +28,6 @@ Recipe (the why of each choice is in the model cards under models/):
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import sys
 import time
@@ -47,12 +46,12 @@ from tqdm import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from monitor.model.artifact import (
-    ADAPTER_CONFIG_FILE,
     ADAPTER_FILE,
     HEADS_FILE,
     META_FILE,
     METRICS_FILE,
     model_version,
+    read_adapter_config,
     read_meta,
     save_artifact,
     write_json,
@@ -512,10 +511,11 @@ def check_labels(
 
 def check_init(
     init: Path, names: Mapping[str, Sequence[str]], base: BaseIdentity, cfg: TrainConfig
-) -> None:
+) -> dict[str, Any]:
     """Refuse, before any teacher pass or epoch, an init artifact this run cannot start
     from: other labels, another base encoder, or an adapter of a higher rank than the
-    run's. (:func:`_warm_start` still proves the adapter fits, module by module.)"""
+    run's or of per-module ranks; returns its adapter config. (:func:`_warm_start` still
+    proves the adapter fits, module by module.)"""
     meta = read_meta(init)
     check_labels(init, meta, names)
     if meta["base"]["weights_sha256"] != base.weights_sha256:
@@ -523,20 +523,21 @@ def check_init(
             f"{init}: trained on another base encoder ({meta['base']['name']}, recorded at "
             f"{meta['base']['path']}) than this run's {base.path}; give its base with --base"
         )
-    rank = json.loads((init / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))["r"]
-    if rank > cfg.lora_rank:
+    config = read_adapter_config(init)
+    if config["r"] > cfg.lora_rank:
         raise TrainingRefused(
-            f"{init}: adapter does not fit (rank {rank}, above this run's {cfg.lora_rank}); "
-            "to start at a lower rank, compact it first: scripts/compact_adapter.py"
+            f"{init}: adapter does not fit (rank {config['r']}, above this run's "
+            f"{cfg.lora_rank}); to start at a lower rank, compact it first: "
+            "scripts/compact_adapter.py"
         )
+    return config
 
 
-def _warm_start(model: MultiTaskModel, init: Path, scale: float) -> None:
-    """Start from an artifact's LoRA weights and heads (checked by :func:`check_init`), so
-    a new version can add sources without relearning what the old one knew. A run at a
-    higher rank, or another ``alpha``, starts from the same update (``scale`` is this run's
-    ``alpha / r``; :func:`monitor.model.compact.widen`)."""
-    config = json.loads((init / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
+def _warm_start(model: MultiTaskModel, init: Path, config: Mapping[str, Any], scale: float) -> None:
+    """Start from an artifact's LoRA weights and heads (checked by :func:`check_init`, which
+    gives its adapter ``config``), so a new version can add sources without relearning what
+    the old one knew. A run at a higher rank, or another ``alpha``, starts from the same
+    update (``scale`` is this run's ``alpha / r``; :func:`monitor.model.compact.widen`)."""
     ratio = config["lora_alpha"] / config["r"] / scale
     adapter = load_file(str(init / ADAPTER_FILE))
     own = {name.replace(".default", ""): p for name, p in model.encoder.named_parameters()}
@@ -580,8 +581,7 @@ def train(
         views += cross_task_views(views)
 
     base = identify_base(base_dir)
-    if init is not None:
-        check_init(init, names, base, cfg)
+    init_config = check_init(init, names, base, cfg) if init is not None else None
     tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True)
     pad_id = int(tokenizer.pad_token_id)
     encode_views(views, tokenizer, cfg)
@@ -597,8 +597,8 @@ def train(
         lora_config(plain, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.train_layernorm),
     )
     model = MultiTaskModel(encoder, names, dropout=cfg.head_dropout)
-    if init is not None:
-        _warm_start(model, init, cfg.lora_alpha / cfg.lora_rank)
+    if init is not None and init_config is not None:
+        _warm_start(model, init, init_config, cfg.lora_alpha / cfg.lora_rank)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     features = [view.features for view in views]
     steps_per_epoch = len(

@@ -160,12 +160,11 @@ def test_a_warm_start_at_a_higher_rank_starts_where_its_init_ended(
             torch.testing.assert_close(wide.model(**batch)[task], logits, atol=1e-5, rtol=1e-5)
 
 
-def _with_meta(artifact: Path, out: Path, **changes: object) -> Path:
+def _edited(artifact: Path, out: Path, file: str, **changes: object) -> Path:
+    """A copy of ``artifact`` at ``out`` whose JSON ``file`` has ``changes`` applied."""
     shutil.copytree(artifact, out)
-    meta = read_meta(out)
-    for key, value in changes.items():
-        meta[key] = value
-    (out / "finmon.json").write_text(json.dumps(meta), encoding="utf-8")
+    path = out / file
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}), encoding="utf-8")
     return out
 
 
@@ -178,23 +177,31 @@ def _with_meta(artifact: Path, out: Path, **changes: object) -> Path:
             "compact it first",
         ),
         (
-            lambda first, tmp: _with_meta(
+            lambda first, tmp: _edited(
                 first,
                 tmp / "labels",
+                "finmon.json",
                 label_names={**read_meta(first)["label_names"], "topic": ["a", "b"]},
             ),
             "its label names differ from the training sources'",
         ),
         (
-            lambda first, tmp: _with_meta(
+            lambda first, tmp: _edited(
                 first,
                 tmp / "base",
+                "finmon.json",
                 base={**read_meta(first)["base"], "name": "other", "weights_sha256": {"x": "0"}},
             ),
             "trained on another base encoder (other",
         ),
+        (
+            lambda first, tmp: _edited(
+                first, tmp / "per-module", "adapter_config.json", rank_pattern={"query": 2}
+            ),
+            "per-module LoRA ranks or alphas are not supported",
+        ),
     ],
-    ids=["higher-rank", "labels", "base"],
+    ids=["higher-rank", "labels", "base", "per-module"],
 )
 def test_an_init_the_run_cannot_start_from_is_refused_before_any_teacher_pass(
     tiny_artifacts: tuple[Path, Path],
@@ -284,6 +291,12 @@ def test_a_soup_refuses_artifacts_that_are_not_one_model(
     result = CliRunner().invoke(main, ["soup", *TINY_SOURCES, "--out", str(first), str(first)])
     assert result.exit_code == 1
     assert "a candidate; write the soup elsewhere" in result.output
+    varied = _edited(first, tmp_path / "varied", "adapter_config.json", alpha_pattern={"key": 1})
+    result = CliRunner().invoke(
+        main, ["soup", *TINY_SOURCES, "--out", str(tmp_path / "x"), str(first), str(varied)]
+    )
+    assert result.exit_code == 1
+    assert "per-module LoRA ranks or alphas are not supported" in result.output
 
 
 def test_training_is_reproducible(tiny_artifacts: tuple[Path, Path]) -> None:
