@@ -18,6 +18,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from monitor.model.artifact import LoadedArtifact, load_artifact
+from monitor.model.calibration import Temperatures
 from monitor.model.encoding import Features, encode_items, token_balanced_slices
 from monitor.model.inference import predict_logits, softmax
 from monitor.model.interface import SENTIMENT_LABELS, Classification, ModelInput
@@ -121,19 +122,24 @@ class BatchedClassifier:
         )
 
     @property
-    def temperatures(self) -> dict[str, float]:
-        """The calibration temperature of each head (1.0 when the artifact has none)."""
-        shipped = self._loaded.meta.get("temperature", {})
-        return {task: float(shipped.get(task, 1.0)) for task in self.label_names}
+    def temperatures(self) -> Temperatures:
+        """The artifact's calibration temperatures (1.0 where it has none)."""
+        return Temperatures.from_meta(self._loaded.meta)
+
+    def calibrated_logits(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
+        """Logits per task divided by the temperature of each input's kind (with or
+        without a target), in input order."""
+        targeted = np.array([item.target is not None for item in inputs], dtype=bool)
+        temperatures = self.temperatures
+        return {
+            task: temperatures.scale(logits, task, targeted)
+            for task, logits in self.predict_logits(inputs).items()
+        }
 
     def predict_probs(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
         """Calibrated class probabilities per task (columns in ``label_names`` order), in
-        input order: the softmax of the logits divided by the head's temperature."""
-        temperatures = self.temperatures
-        return {
-            task: softmax(logits, temperatures[task])
-            for task, logits in self.predict_logits(inputs).items()
-        }
+        input order."""
+        return {task: softmax(logits) for task, logits in self.calibrated_logits(inputs).items()}
 
     def predict_logits(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
         """Raw logits per task (columns in ``label_names`` order), in input order."""

@@ -1,12 +1,20 @@
 """Calibration of a head's probabilities: how far confidence is from accuracy, and the
-single temperature that brings them together.
+temperatures that bring them together.
 
 Alerts compare window scores built from p(bullish) - p(bearish), so over-confident
 probabilities exaggerate every swing. Temperature scaling (dividing the logits by one
 fitted T) keeps every prediction's argmax and only reshapes its confidence.
+
+A head has one temperature for plain inputs and may have another for inputs with a
+target: serving asks about a target only for items that name several companies, the
+hardest rows the model sees, which one shared temperature leaves over-confident.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +68,30 @@ def fit_temperature(
             a, c = c, d
             d = a + ratio * (b - a)
     return round(float(np.exp((a + b) / 2)), 4)
+
+
+@dataclass(frozen=True)
+class Temperatures:
+    """The shipped temperatures of an artifact: per head, and per head for targeted inputs
+    where fitted (a head without either is left as it is, T = 1)."""
+
+    head: Mapping[str, float] = field(default_factory=dict)
+    targeted: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> Temperatures:
+        """From ``finmon.json``: ``temperature`` and ``targeted_temperature`` (artifacts
+        from before the latter use the head's temperature for every input)."""
+        return cls(dict(meta.get("temperature", {})), dict(meta.get("targeted_temperature", {})))
+
+    def of(self, task: str, targeted: bool = False) -> float:
+        head = float(self.head.get(task, 1.0))
+        return float(self.targeted.get(task, head)) if targeted else head
+
+    def scale(self, logits: np.ndarray, task: str, targeted: np.ndarray) -> np.ndarray:
+        """``logits`` of ``task`` divided row by row by the temperature of the row's kind
+        (``targeted``: one bool per row)."""
+        kinds = np.asarray(targeted, dtype=bool)
+        per_row = np.where(kinds, self.of(task, True), self.of(task)).astype(logits.dtype)
+        scaled: np.ndarray = logits / per_row.reshape(-1, 1)
+        return scaled

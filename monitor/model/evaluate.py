@@ -61,7 +61,7 @@ def evaluate_frame(classifier: BatchedClassifier, frame: pd.DataFrame, task: Tas
         ModelInput(headline=raw, target=target or None)
         for raw, target in zip(frame["raw"], frame["raw_target"], strict=True)
     ]
-    logits = classifier.predict_logits(inputs)[task] / classifier.temperatures[task]
+    logits = classifier.calibrated_logits(inputs)[task]
     labels = frame["label"].to_numpy()
     report = score(labels, logits.argmax(axis=1), classifier.label_names[task])
     return dataclasses.replace(report, ece=expected_calibration_error(logits, labels))

@@ -54,6 +54,7 @@ from monitor.model.train import (
     label_names_of,
     prepare_views,
     selection_score,
+    temperatures_of,
 )
 
 T = TypeVar("T")
@@ -206,7 +207,7 @@ def make_soup(
         out / META_FILE,
         {
             **read_meta(out),
-            "temperature": {task: c["temperature"] for task, c in calibration.items()},
+            **temperatures_of(calibration),
             "training": {
                 "config": {
                     "holdout_fraction": cfg.holdout_fraction,

@@ -350,7 +350,7 @@ def _teacher_probs(
     teachers that score best on all of its task's held-out slices together. Each teacher
     reads rows through its own tokenizer, once per set of rows (or never, when ``cache``
     holds that pass). Returns each view's teachers by version."""
-    from monitor.model.batched import BatchedClassifier, load_classifier
+    from monitor.model.batched import load_classifier
     from monitor.model.interface import ModelInput
 
     classifiers = [
@@ -384,15 +384,18 @@ def _teacher_probs(
             passes[key] = cache.get(entry, compute)
         return passes[key]
 
-    def calibrated(classifier: BatchedClassifier, raw: np.ndarray, task: str) -> np.ndarray:
-        return torch.from_numpy(raw / classifier.temperatures[task]).softmax(dim=-1).numpy()
+    def calibrated(teacher: int, frame: pd.DataFrame, task: str) -> np.ndarray:
+        scaled = classifiers[teacher].temperatures.scale(
+            logits(teacher, frame)[task], task, (frame["target"] != "").to_numpy()
+        )
+        return torch.from_numpy(scaled).softmax(dim=-1).numpy()
 
     def choose(task: Task, slices: Sequence[pd.DataFrame]) -> tuple[int, ...]:
         if len(classifiers) == 1 or not slices or not cfg.choose_teachers:
             return tuple(range(len(classifiers)))
         probs = [
-            np.concatenate([calibrated(c, logits(t, frame)[task], task) for frame in slices])
-            for t, c in enumerate(classifiers)
+            np.concatenate([calibrated(t, frame, task) for frame in slices])
+            for t in range(len(classifiers))
         ]
         labels = np.concatenate([frame["label"].to_numpy() for frame in slices])
         return choose_teachers(probs, labels, names[task])
@@ -441,7 +444,10 @@ def calibrate(
 ) -> dict[str, Any]:
     """Each head's expected calibration error on the held-out slices, and the temperature
     that minimises the held-out negative log-likelihood when the error is above
-    ``max_ece``; the temperatures go into the artifact."""
+    ``max_ece``. A head so calibrated also gets a temperature of its own for targeted
+    inputs, fitted on the held-out rows of headlines that name several entities (the only
+    ones serving asks about a target, :mod:`monitor.targets`), reported under
+    ``targeted``. The temperatures go into the artifact (:func:`temperatures_of`)."""
     report: dict[str, Any] = {}
     for task in TASKS:
         task_views = [v for v in views if v.task == task and v.dev_features]
@@ -459,7 +465,8 @@ def calibrate(
                 for v in task_views
             ]
         )
-        labels = np.concatenate([v.dev["label"].to_numpy() for v in task_views])
+        dev = pd.concat([v.dev for v in task_views], ignore_index=True)
+        labels = dev["label"].to_numpy()
         before = expected_calibration_error(logits, labels)
         temperature = fit_temperature(logits, labels) if before > cfg.max_ece else 1.0
         report[task] = {
@@ -468,7 +475,26 @@ def calibrate(
             "ece_after": expected_calibration_error(logits / temperature, labels),
             "rows": len(labels),
         }
+        targeted = ((dev["target"] != "") & (dev["n_entities"] > 1)).to_numpy()
+        if before > cfg.max_ece and targeted.any():
+            own = fit_temperature(logits[targeted], labels[targeted])
+            report[task]["targeted"] = {
+                "ece_before": expected_calibration_error(
+                    logits[targeted] / temperature, labels[targeted]
+                ),
+                "temperature": own,
+                "ece_after": expected_calibration_error(logits[targeted] / own, labels[targeted]),
+                "rows": int(targeted.sum()),
+            }
     return report
+
+
+def temperatures_of(calibration: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """The ``finmon.json`` entries :class:`monitor.model.calibration.Temperatures` reads,
+    from a :func:`calibrate` report."""
+    entries = {"temperature": {task: c["temperature"] for task, c in calibration.items()}}
+    targeted = {t: c["targeted"]["temperature"] for t, c in calibration.items() if "targeted" in c}
+    return entries | ({"targeted_temperature": targeted} if targeted else {})
 
 
 def split_of(meta: dict[str, Any]) -> tuple[float, int] | None:
@@ -678,7 +704,7 @@ def train(
         "pooling": "mean",
         "targets": True,
         "target_markers": cfg.target_markers,
-        "temperature": {task: c["temperature"] for task, c in calibration.items()},
+        **temperatures_of(calibration),
         "training": {
             "config": asdict(cfg),
             # by version (name + weight hash), which identifies them wherever they lie

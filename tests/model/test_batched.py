@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monitor.model.artifact import load_artifact
-from monitor.model.batched import BatchedClassifier
+from monitor.model.batched import BatchedClassifier, load_classifier
 from monitor.model.data import TOPIC_DATASET_LABELS
 from monitor.model.encoding import (
     MAX_TARGET_TOKENS,
@@ -19,6 +22,7 @@ from monitor.model.encoding import (
     encode_items,
     token_balanced_slices,
 )
+from monitor.model.inference import softmax
 from monitor.model.interface import SENTIMENT_LABELS, Classifier, ModelInput
 from monitor.resources import bundled_artifact
 
@@ -200,3 +204,28 @@ def test_a_target_is_kept_whole_and_cut_last(real_model: BatchedClassifier) -> N
     long_target = encode_item(tokenizer, "Acme", None, limit, "Acme " * 100)["input_ids"]
     assert long_target[1 : 1 + len(text_ids)] == text_ids
     assert len(long_target) == 1 + len(text_ids) + 1 + MAX_TARGET_TOKENS + 1
+
+
+def test_targeted_inputs_take_the_targeted_temperature(
+    real_model: BatchedClassifier, tmp_path: Path
+) -> None:
+    """An artifact with a temperature for targeted inputs: plain inputs keep the head's,
+    targeted ones are divided by their own (here three times the head's)."""
+    artifact = tmp_path / "targeted"
+    shutil.copytree(bundled_artifact(), artifact)
+    meta = json.loads((artifact / "finmon.json").read_text())
+    head = meta["temperature"]["sentiment"]
+    meta["targeted_temperature"] = {"sentiment": 3 * head}
+    (artifact / "finmon.json").write_text(json.dumps(meta))
+    model = load_classifier(artifact, device="cpu", threads=1, cpu_parallelism="intra-op")
+    inputs = [
+        ModelInput("Acme shares jump, Widget slips"),
+        ModelInput("Acme shares jump, Widget slips", target="Widget"),
+    ]
+    raw = real_model.predict_logits(inputs)["sentiment"]
+    probs = model.predict_probs(inputs)["sentiment"]
+    np.testing.assert_allclose(probs[0], softmax(raw[:1], head)[0], atol=1e-5)
+    np.testing.assert_allclose(probs[1], softmax(raw[1:], 3 * head)[0], atol=1e-5)
+    assert model.predict_probs(inputs[:1])["sentiment"] == pytest.approx(
+        real_model.predict_probs(inputs[:1])["sentiment"], abs=1e-5
+    )

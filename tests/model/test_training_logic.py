@@ -1,6 +1,6 @@
 """The pure parts of training: source specs, temperature-balanced sampling, batching of
 views, cross-task views, the loss, the selection score, and calibration (ECE, temperature
-fitting)."""
+fitting, the temperatures of plain and targeted inputs)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.model.calibration import expected_calibration_error, fit_temperature
+from monitor.model.calibration import Temperatures, expected_calibration_error, fit_temperature
 from monitor.model.data import model_label_names
 from monitor.model.train import (
     Source,
     TrainConfig,
     View,
+    calibrate,
     choose_teachers,
     cross_task_views,
     make_batches,
@@ -27,6 +28,7 @@ from monitor.model.train import (
     sampling_weights,
     selection_score,
     split_of,
+    temperatures_of,
     training_loss,
 )
 from tests.model.conftest import FIXTURES
@@ -219,3 +221,111 @@ def test_ece_of_perfect_confident_predictions_is_zero() -> None:
     logits = np.array([[20.0, 0.0, 0.0], [0.0, 20.0, 0.0]], dtype=np.float32)
     assert expected_calibration_error(logits, np.array([0, 1])) == pytest.approx(0.0, abs=1e-6)
     assert expected_calibration_error(logits, np.array([1, 0])) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("meta", "plain", "targeted"),
+    [
+        ({}, 1.0, 1.0),
+        ({"temperature": {"sentiment": 1.5}}, 1.5, 1.5),
+        ({"temperature": {"sentiment": 1.5}, "targeted_temperature": {"sentiment": 2.0}}, 1.5, 2.0),
+        ({"temperature": {"topic": 1.5}, "targeted_temperature": {"topic": 2.0}}, 1.0, 1.0),
+    ],
+    ids=["none", "head only", "head and targeted", "another head"],
+)
+def test_temperatures_of_an_artifact(meta: dict[str, dict[str, float]], plain: float,
+                                     targeted: float) -> None:  # fmt: skip
+    temperatures = Temperatures.from_meta(meta)
+    assert (temperatures.of("sentiment"), temperatures.of("sentiment", True)) == (plain, targeted)
+
+
+@given(
+    st.lists(
+        st.tuples(*[st.integers(-200, 200).map(lambda v: v / 10)] * 3, st.booleans()),
+        min_size=1,
+        max_size=20,
+    ),
+    st.floats(0.1, 10),
+    st.floats(0.1, 10),
+)
+def test_each_row_is_divided_by_its_kinds_temperature_and_keeps_its_argmax(
+    rows: list[tuple[float, float, float, bool]], plain: float, targeted: float
+) -> None:
+    logits = np.array([r[:3] for r in rows], dtype=np.float32)
+    kinds = np.array([r[3] for r in rows])
+    temperatures = Temperatures({"sentiment": plain}, {"sentiment": targeted})
+    scaled = temperatures.scale(logits, "sentiment", kinds)
+    assert scaled.dtype == logits.dtype
+    for row, is_targeted in enumerate(kinds):
+        expected = logits[row] / np.float32(targeted if is_targeted else plain)
+        np.testing.assert_array_equal(scaled[row], expected)
+    np.testing.assert_array_equal(scaled.argmax(axis=1), logits.argmax(axis=1))
+
+
+def _calibration_view(n_plain: int, n_single: int, n_multi: int, seed: int) -> View:
+    """Held-out sentiment rows: plain, targeted single-entity and targeted multi-entity."""
+    kinds = [("", 0)] * n_plain + [("acme", 1)] * n_single + [("acme", 2)] * n_multi
+    dev = pd.DataFrame(
+        {
+            "text": [f"row {i}" for i in range(len(kinds))],
+            "label": np.random.default_rng(seed).integers(0, 3, len(kinds)),
+            "target": [t for t, _ in kinds],
+            "n_entities": [n for _, n in kinds],
+        }
+    )
+    view = View("sentiment", "sentiment/news", dev.iloc[0:0], dev)
+    view.dev_features = [{"input_ids": [i]} for i in range(len(dev))]
+    return view
+
+
+@pytest.mark.parametrize(
+    ("n_single", "n_multi", "multi_t", "expect_targeted"),
+    [
+        (300, 600, 4.0, True),
+        (300, 0, 4.0, False),  # no multi-entity rows: nothing serving would target
+        (0, 0, 4.0, False),
+    ],
+)
+def test_calibration_fits_targeted_inputs_on_the_multi_entity_rows(
+    monkeypatch: pytest.MonkeyPatch, n_single: int, n_multi: int, multi_t: float,
+    expect_targeted: bool,
+) -> None:  # fmt: skip
+    """Plain and single-entity rows are calibrated at T=1.5, multi-entity ones at 4: the
+    head's temperature is fitted on all rows and the targeted one on the multi-entity
+    rows alone."""
+    view = _calibration_view(1500, n_single, n_multi, seed=3)
+    plain_logits, plain_labels = calibrated_sample(1500 + n_single, 1.5, seed=4)
+    multi_logits, multi_labels = calibrated_sample(n_multi, multi_t, seed=5)
+    logits = np.concatenate([plain_logits, multi_logits])
+    view.dev["label"] = np.concatenate([plain_labels, multi_labels]).astype(int)
+    monkeypatch.setattr(
+        "monitor.model.train.predict_logits", lambda model, features, **kw: {"sentiment": logits}
+    )
+    report = calibrate(None, [view], pad_id=0, cfg=TrainConfig())  # type: ignore[arg-type]
+    sentiment = report["sentiment"]
+    assert sentiment["temperature"] == fit_temperature(logits, view.dev["label"].to_numpy())
+    assert ("targeted" in sentiment) is expect_targeted
+    entries = temperatures_of(report)
+    assert entries["temperature"] == {"sentiment": sentiment["temperature"]}
+    if expect_targeted:
+        targeted = sentiment["targeted"]
+        assert targeted["temperature"] == fit_temperature(multi_logits, multi_labels)
+        assert targeted["temperature"] == pytest.approx(multi_t, rel=0.15)
+        assert targeted["rows"] == n_multi and targeted["ece_after"] < targeted["ece_before"]
+        assert entries["targeted_temperature"] == {"sentiment": targeted["temperature"]}
+    else:
+        assert "targeted_temperature" not in entries
+
+
+def test_a_calibrated_head_gets_no_temperatures_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Below ``max_ece`` neither temperature is fitted, targeted rows or not."""
+    view = _calibration_view(1500, 0, 600, seed=3)
+    logits, labels = calibrated_sample(2100, 1.0, seed=6)
+    view.dev["label"] = labels
+    monkeypatch.setattr(
+        "monitor.model.train.predict_logits", lambda model, features, **kw: {"sentiment": logits}
+    )
+    report = calibrate(None, [view], pad_id=0, cfg=TrainConfig())  # type: ignore[arg-type]
+    assert report["sentiment"]["temperature"] == 1.0 and "targeted" not in report["sentiment"]
