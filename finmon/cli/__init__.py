@@ -11,7 +11,13 @@ import click
 from finmon.cli.alerts import alerts_command
 from finmon.cli.db import db
 from finmon.cli.ingest import ingest
-from finmon.cli.model import classify_command, evaluate_command, soup_command, train_command
+from finmon.cli.model import (
+    classify_command,
+    evaluate_command,
+    recalibrate_command,
+    soup_command,
+    train_command,
+)
 from finmon.cli.produce import produce
 from finmon.cli.replay import replay
 from finmon.cli.sample import sample
@@ -27,6 +33,7 @@ COMMANDS: tuple[click.Command, ...] = (
     db,
     train_command,
     soup_command,
+    recalibrate_command,
     evaluate_command,
     classify_command,
     alerts_command,

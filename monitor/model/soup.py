@@ -19,14 +19,12 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
-from transformers import AutoTokenizer
 
 from monitor.model.artifact import (
     ADAPTER_CONFIG_FILE,
@@ -34,7 +32,6 @@ from monitor.model.artifact import (
     HEADS_FILE,
     META_FILE,
     METRICS_FILE,
-    check_base,
     load_artifact,
     model_version,
     read_adapter_config,
@@ -42,17 +39,14 @@ from monitor.model.artifact import (
     write_json,
 )
 from monitor.model.compact import truncate
+from monitor.model.held_out import held_out_views
 from monitor.model.train import (
     Source,
     TrainConfig,
     TrainingRefused,
     calibrate,
-    check_labels,
     check_same_split,
     dev_scores,
-    encode_views,
-    label_names_of,
-    prepare_views,
     selection_score,
     temperatures_of,
 )
@@ -163,15 +157,8 @@ def make_soup(
     check_same_split(candidates, cfg)
     check_ingredients(candidates)
     rank = rank or max(read_adapter_config(c)["r"] for c in candidates)
-    meta = read_meta(candidates[0])
-    cfg = replace(cfg, max_length=meta["max_length"], target_markers=meta["target_markers"])
-    names = label_names_of(sources)
-    check_labels(candidates[0], meta, names)
-    views = [v for source in sources for v in prepare_views(source, names[source.task], cfg)]
-    base = check_base(meta, base_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
-    pad_id = int(tokenizer.pad_token_id)
-    encode_views(views, tokenizer, cfg)
+    held = held_out_views(sources, candidates[0], cfg, base_dir)
+    views, names, pad_id, cfg = held.views, held.names, held.pad_id, held.cfg
 
     def selection_of(artifact: Path, label: str) -> float:
         model = load_artifact(artifact, base_dir).model

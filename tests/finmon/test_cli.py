@@ -14,6 +14,7 @@ COMMANDS = [
     "evaluate",
     "ingest",
     "produce",
+    "recalibrate",
     "replay",
     "sample",
     "soup",

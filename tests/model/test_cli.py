@@ -358,3 +358,32 @@ def test_evaluate_refuses_an_entity_filter_on_a_plain_set() -> None:
 def test_classify_rejects_an_empty_headline() -> None:
     result = CliRunner().invoke(main, ["classify", "  "])
     assert result.exit_code == 2 and "headline is empty" in result.output
+
+
+def test_recalibrate_keeps_the_weights_under_a_new_name(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Same weights (and weight hash), a new name, temperatures fitted on the artifact's
+    own held-out rows: with --max-ece 0 every head is calibrated, and the sentiment head
+    also for targeted inputs (the fixture holds out two rows of multi-entity headlines)."""
+    first, _ = tiny_artifacts
+    out = tmp_path / "tiny-recalibrated"
+    output = run("recalibrate", str(first), *TINY_SOURCES, "--out", str(out), "--max-ece", "0")
+    for name in ("adapter_model.safetensors", "heads.safetensors", "adapter_config.json"):
+        assert (out / name).read_bytes() == (first / name).read_bytes()
+    old, new = (load_classifier(p, device="cpu").model_version for p in (first, out))
+    assert new.split("+") == ["tiny-recalibrated", old.split("+")[1]]
+    meta, metrics = read_meta(out), json.loads((out / "metrics.json").read_text())
+    calibration = metrics["calibration"]
+    assert meta["training"]["recalibrated"]["from"] == old
+    assert meta["training"]["config"] == read_meta(first)["training"]["config"]
+    assert meta["temperature"] == {t: c["temperature"] for t, c in calibration.items()}
+    targeted = calibration["sentiment"]["targeted"]
+    assert targeted["rows"] == 2
+    assert meta["targeted_temperature"] == {"sentiment": targeted["temperature"]}
+    assert set(metrics["valid"]) == {"topic/topic", "sentiment/sentiment", "sentiment/news"}
+    assert "targeted" in output and f"wrote {out}" in output
+    result = CliRunner().invoke(
+        main, ["recalibrate", str(first), *TINY_SOURCES, "--out", str(first)]
+    )
+    assert result.exit_code == 1 and "the artifact itself" in result.output
