@@ -1,9 +1,10 @@
 """Recalibration: an artifact's weights under a new name, with its temperatures fitted
 again on the held-out rows it was trained without.
 
-Calibration improves without retraining (a temperature for targeted inputs was added after
-several models shipped), but a model's probabilities are part of what its version stands
-for: stored scores are compared window to window. So a recalibrated artifact gets a name
+Calibration can change without the weights changing (a finer method, such as the
+temperature for targeted inputs, applied to an artifact trained without it), but a model's
+probabilities are part of what its version stands for: stored scores are compared window
+to window. So a recalibrated artifact gets a name
 of its own, and its version differs from the original's by name only (the weight hash,
 :func:`monitor.model.artifact.model_version`, stays the same).
 """
