@@ -21,23 +21,31 @@ import numpy as np
 from monitor.model.inference import softmax
 
 
-def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """The confidence-weighted gap between confidence and accuracy, over equal-width
-    confidence bins (the standard ECE of Guo et al., 2017)."""
-    if len(labels) == 0:
-        return 0.0
+def reliability(
+    logits: np.ndarray, labels: np.ndarray, bins: int = 15
+) -> list[tuple[float, float, float]]:
+    """Per non-empty equal-width confidence bin, in confidence order: (mean confidence,
+    accuracy, share of rows); what a reliability diagram draws and ECE sums."""
     probs = softmax(logits)
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            gap = abs(float(confidence[members].mean()) - float(correct[members].mean()))
-            total += members.mean() * gap
-    return float(total)
+    return [
+        (float(confidence[members].mean()), float(correct[members].mean()), float(members.mean()))
+        for members in (which == b for b in range(bins))
+        if members.any()
+    ]
+
+
+def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """The confidence-weighted gap between confidence and accuracy, over equal-width
+    confidence bins (the standard ECE of Guo et al., 2017)."""
+    if len(labels) == 0:
+        return 0.0
+    return float(
+        sum(share * abs(conf - acc) for conf, acc, share in reliability(logits, labels, bins))
+    )
 
 
 def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:

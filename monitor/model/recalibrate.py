@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from monitor.model.artifact import (
+    ADAPTER_CONFIG_FILE,
+    ADAPTER_FILE,
+    HEADS_FILE,
     META_FILE,
     METRICS_FILE,
     load_artifact,
@@ -44,7 +47,8 @@ def recalibrate(
     max_ece: float = TrainConfig.max_ece,
     base_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Write to ``out`` (its name becomes the model's) ``artifact``'s weights with
+    """Write to ``out`` (its name becomes the model's) ``artifact``'s weights (its adapter,
+    adapter config and heads; not its card or charts, which describe the original) with
     temperatures fitted on the held-out slices of its own split; returns its metrics (the
     original's less their valid scores, with the new calibration and a ``recalibrated``
     record, also in ``finmon.json``), also written to ``out``."""
@@ -59,7 +63,9 @@ def recalibrate(
     held = held_out_views(sources, artifact, cfg, base_dir)
     model = load_artifact(artifact, base_dir).model
     calibration = calibrate(model, held.views, held.pad_id, held.cfg)
-    shutil.copytree(artifact, out, dirs_exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (ADAPTER_CONFIG_FILE, ADAPTER_FILE, HEADS_FILE):  # not the original's card
+        shutil.copyfile(artifact / name, out / name)
     record = {
         "from": model_version(artifact, meta),
         "calibration": calibration,
@@ -75,9 +81,9 @@ def recalibrate(
             "training": {**meta["training"], "recalibrated": record},
         },
     )
-    metrics_file = out / METRICS_FILE
-    metrics = json.loads(metrics_file.read_text("utf-8")) if metrics_file.is_file() else {}
+    original = artifact / METRICS_FILE
+    metrics = json.loads(original.read_text("utf-8")) if original.is_file() else {}
     metrics = {k: v for k, v in metrics.items() if k != "valid"}
     metrics |= {"calibration": calibration, "recalibrated": record}
-    write_json(metrics_file, metrics)
+    write_json(out / METRICS_FILE, metrics)
     return metrics

@@ -37,17 +37,23 @@ def test_committed_artifacts_record_labels_base_recipe_and_metrics(name: str) ->
     assert load_artifact(bundled_artifact(name)).version.startswith(f"{name}+")
 
 
-def test_the_default_is_v5_a_soup_with_marked_targets_and_calibration() -> None:
-    """v5 averages v4 with two continuations of it (no training record of its own, but the
-    early-stopping split its ingredients share, and the greedy choice that made it)."""
-    meta = read_meta(bundled_artifact())
-    assert meta["name"] == "finmon-minilm-v5" and meta["targets"] is True
+def test_the_default_is_v5_1_v5s_weights_recalibrated() -> None:
+    """v5.1 is v5 (a soup of v4 and two continuations of it) with its temperatures fitted
+    again, one of them for targeted inputs: the same weights, another name."""
+    meta, v5 = read_meta(bundled_artifact()), bundled_artifact("finmon-minilm-v5")
+    assert meta["name"] == "finmon-minilm-v5.1" and meta["targets"] is True
+    assert meta["target_markers"] is True
     assert meta["training"]["config"]["split_seed"] == 13
+    for name in ("adapter_model.safetensors", "heads.safetensors", "adapter_config.json"):
+        assert (bundled_artifact() / name).read_bytes() == (v5 / name).read_bytes()
+    version = load_artifact(bundled_artifact()).version
+    assert meta["training"]["recalibrated"]["from"] == load_artifact(v5).version
+    assert version.split("+")[1] == meta["training"]["recalibrated"]["from"].split("+")[1]
     soup = meta["training"]["soup"]
     assert soup["ingredients"][0] == load_artifact(bundled_artifact("finmon-minilm-v4")).version
     assert [t["kept"] for t in soup["trials"]].count(True) == len(soup["ingredients"])
-    assert meta["target_markers"] is True
-    assert all(t > 0 for t in meta["temperature"].values())
+    assert meta["temperature"] == read_meta(v5)["temperature"]
+    assert meta["targeted_temperature"]["sentiment"] > meta["temperature"]["sentiment"]
     metrics = json.loads((bundled_artifact() / "metrics.json").read_text())
     assert set(metrics["valid"]["sentiment/sentfin"]) == {"headline", "entity", "multi"}
 

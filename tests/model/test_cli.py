@@ -332,7 +332,7 @@ def test_evaluate_table_output() -> None:
 def test_classify_prints_each_text() -> None:
     out = run("classify", "Acme upgraded to Buy", "Oil falls 5%")
     assert out.count("topic:") == 2 and out.count("sentiment:") == 2
-    assert "model: finmon-minilm-v5+" in out
+    assert "model: finmon-minilm-v5.1+" in out
 
 
 def test_evaluate_reads_an_entity_set_with_and_without_targets() -> None:
@@ -371,6 +371,10 @@ def test_recalibrate_keeps_the_weights_under_a_new_name(
     output = run("recalibrate", str(first), *TINY_SOURCES, "--out", str(out), "--max-ece", "0")
     for name in ("adapter_model.safetensors", "heads.safetensors", "adapter_config.json"):
         assert (out / name).read_bytes() == (first / name).read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapter_config.json", "adapter_model.safetensors", "finmon.json", "heads.safetensors",
+        "metrics.json",
+    ]  # fmt: skip
     old, new = (load_classifier(p, device="cpu").model_version for p in (first, out))
     assert new.split("+") == ["tiny-recalibrated", old.split("+")[1]]
     meta, metrics = read_meta(out), json.loads((out / "metrics.json").read_text())
