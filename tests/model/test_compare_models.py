@@ -1,5 +1,5 @@
 """``scripts/compare_models.py``: every valid set scored through the serving path, and
-earlier scores reused."""
+earlier scores reused; ``scripts/reliability_chart.py`` drawn from the same sets."""
 
 from __future__ import annotations
 
@@ -49,3 +49,18 @@ def test_models_are_scored_on_every_set_and_earlier_scores_are_reused(tmp_path: 
     assert json.loads((tmp_path / "b" / "comparison.json").read_text()) == scores
     assert (tmp_path / "b" / "comparison.md").read_text() == table
     assert again.startswith("| set |")  # the table only: no model was scored again
+
+
+def test_the_reliability_chart_draws_each_model_on_each_sentiment_set(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, fixture in [("twitter_fin_sentiment", "sentiment"), ("sentfin", "news")]:
+        (data / name).symlink_to(FIXTURES / fixture)
+    out = tmp_path / "reliability.png"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "reliability_chart.py"), str(bundled_artifact()),
+         str(bundled_artifact("finmon-minilm-v5")), "--data", str(data), "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0 and f"wrote {out}" in done.stdout

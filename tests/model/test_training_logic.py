@@ -14,7 +14,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.model.calibration import Temperatures, expected_calibration_error, fit_temperature
+from monitor.model.calibration import (
+    Temperatures,
+    expected_calibration_error,
+    fit_temperature,
+    reliability,
+)
 from monitor.model.data import model_label_names
 from monitor.model.train import (
     Source,
@@ -329,3 +334,15 @@ def test_a_calibrated_head_gets_no_temperatures_of_its_own(
     )
     report = calibrate(None, [view], pad_id=0, cfg=TrainConfig())  # type: ignore[arg-type]
     assert report["sentiment"]["temperature"] == 1.0 and "targeted" not in report["sentiment"]
+
+
+def test_reliability_bins_rows_by_confidence_and_ece_weighs_their_gaps() -> None:
+    """Two rows at ~1.0 confidence (one right), two at 1/3 (one right of each class)."""
+    sure = [20.0, 0.0, 0.0]
+    logits = np.array([sure, sure, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], dtype=np.float32)
+    bins = reliability(logits, np.array([0, 1, 0, 2]), bins=10)
+    assert [(round(c, 3), a, s) for c, a, s in bins] == [(0.333, 0.5, 0.5), (1.0, 0.5, 0.5)]
+    expected = 0.5 * abs(1 / 3 - 0.5) + 0.5 * abs(1.0 - 0.5)
+    assert expected_calibration_error(logits, np.array([0, 1, 0, 2]), bins=10) == pytest.approx(
+        expected, abs=1e-6
+    )
