@@ -15,6 +15,7 @@ from finmon.cli.model import (
     classify_command,
     evaluate_command,
     recalibrate_command,
+    refit_heads_command,
     soup_command,
     train_command,
 )
@@ -34,6 +35,7 @@ COMMANDS: tuple[click.Command, ...] = (
     train_command,
     soup_command,
     recalibrate_command,
+    refit_heads_command,
     evaluate_command,
     classify_command,
     alerts_command,

@@ -14,16 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from monitor.model.interface import SENTIMENT_LABELS
+from monitor.model.interface import SENTIMENT_LABELS, Task
 from monitor.model.text import mark_mentions, normalise_text
-
-Task = Literal["topic", "sentiment"]
-TASKS: tuple[Task, ...] = ("topic", "sentiment")
 
 # Id maps of the published Twitter Financial News datasets, used when a CSV comes
 # without its labels.json.

@@ -20,8 +20,8 @@ import pandas as pd
 
 from monitor.model.batched import BatchedClassifier
 from monitor.model.calibration import expected_calibration_error
-from monitor.model.data import Task, dedup_against, has_targets, load_split
-from monitor.model.interface import ModelInput
+from monitor.model.data import dedup_against, has_targets, load_split
+from monitor.model.interface import ModelInput, Task
 from monitor.model.metrics import Report, score
 
 Entities = Literal["all", "single", "multi"]

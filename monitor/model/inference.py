@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,20 +35,49 @@ def predict_logits(
     Items are run in length-sorted chunks to cut padding; because pooling ignores
     padding, the chunk an item lands in does not change its result.
     """
+    widths = {task: cast(nn.Linear, head).out_features for task, head in model.heads.items()}
+    return _batched(model, model, widths, items, pad_id, batch_size, device)
+
+
+def pooled_features(
+    model: MultiTaskModel,
+    items: Sequence[Features],
+    *,
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+) -> np.ndarray:
+    """The pooled vector the heads read (float32), one row per item in the input order,
+    batched as :func:`predict_logits` batches."""
+
+    def pool(**batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"pooled": model.pool(**batch)}
+
+    width = int(cast(Any, model.encoder.config).hidden_size)
+    return _batched(model, pool, {"pooled": width}, items, pad_id, batch_size, device)["pooled"]
+
+
+def _batched(
+    model: MultiTaskModel,
+    forward: Callable[..., dict[str, torch.Tensor]],
+    widths: dict[str, int],
+    items: Sequence[Features],
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, np.ndarray]:
+    """``forward``'s outputs (one array per key, ``widths`` columns) over length-sorted
+    chunks of ``items``, in eval mode and without gradients, in the input order."""
     was_training = model.training
     model.eval()
-    logits: dict[str, np.ndarray] = {
-        task: np.zeros((len(items), cast(nn.Linear, head).out_features), dtype=np.float32)
-        for task, head in model.heads.items()
-    }
+    out = {key: np.zeros((len(items), width), dtype=np.float32) for key, width in widths.items()}
     with torch.inference_mode(), autocast_for(device):
         for chunk in length_sorted_chunks(items, batch_size):
             batch = pad_batch([items[i] for i in chunk], pad_id)
-            out = model(**{k: v.to(device) for k, v in batch.items()})
-            for task, values in out.items():
-                logits[task][chunk] = values.float().cpu().numpy()
+            for key, values in forward(**{k: v.to(device) for k, v in batch.items()}).items():
+                out[key][chunk] = values.float().cpu().numpy()
     model.train(was_training)
-    return logits
+    return out
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
+
+Task = Literal["topic", "sentiment"]
+TASKS: tuple[Task, ...] = ("topic", "sentiment")
+"""The classifier's tasks, each with a head of its own."""
 
 SENTIMENT_LABELS: tuple[str, ...] = ("bearish", "neutral", "bullish")
 

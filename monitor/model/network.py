@@ -51,15 +51,24 @@ class MultiTaskModel(nn.Module):
         base = encoder.get_base_model() if isinstance(encoder, PeftModel) else encoder
         self._token_types = "token_type_ids" in inspect.signature(base.forward).parameters
 
+    def pool(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The pooled vector every head reads (before dropout)."""
+        types = {"token_type_ids": token_type_ids} if self._token_types else {}
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
+        return mean_pool(out.last_hidden_state, attention_mask)
+
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        types = {"token_type_ids": token_type_ids} if self._token_types else {}
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **types)
-        pooled = self.dropout(mean_pool(out.last_hidden_state, attention_mask))
+        pooled = self.dropout(self.pool(input_ids, attention_mask, token_type_ids))
         return {task: head(pooled).float() for task, head in self.heads.items()}
 
 

@@ -199,6 +199,7 @@ def make_soup(
                 "config": {
                     "holdout_fraction": cfg.holdout_fraction,
                     "split_seed": cfg.split_seed,
+                    "max_train_rows": cfg.max_train_rows,
                     "max_ece": cfg.max_ece,
                 },
                 "sources": [

@@ -60,8 +60,6 @@ from monitor.model.base import BaseIdentity, identify_base
 from monitor.model.calibration import expected_calibration_error, fit_temperature
 from monitor.model.compact import widen
 from monitor.model.data import (
-    TASKS,
-    Task,
     contrast_pairs,
     has_targets,
     headline_rows,
@@ -72,6 +70,7 @@ from monitor.model.data import (
 )
 from monitor.model.encoding import Features, encode_items, pad_batch
 from monitor.model.inference import predict_logits
+from monitor.model.interface import TASKS, Task
 from monitor.model.metrics import score
 from monitor.model.network import MultiTaskModel, add_lora, load_encoder, lora_config
 from monitor.model.teacher_cache import TeacherCache, entry_key
@@ -497,28 +496,56 @@ def temperatures_of(calibration: Mapping[str, Any]) -> dict[str, dict[str, float
     return entries | ({"targeted_temperature": targeted} if targeted else {})
 
 
-def split_of(meta: dict[str, Any]) -> tuple[float, int] | None:
-    """The early-stopping split (holdout fraction, split seed) an artifact was trained with,
-    from its ``finmon.json``; ``None`` for an artifact without a training record. Artifacts
-    from before ``split_seed`` split with their ``seed``."""
+@dataclass(frozen=True)
+class Split:
+    """What decides a run's early-stopping rows: the held-out fraction, the split seed and
+    the row cap applied before the split (``None``: every row). Runs that differ in any of
+    them hold out different rows."""
+
+    holdout_fraction: float
+    split_seed: int
+    max_train_rows: int | None = None
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> Split:
+        return cls(cfg.holdout_fraction, cfg.split_seed, cfg.max_train_rows)
+
+    def config(self, **settings: Any) -> TrainConfig:
+        """A training config that splits as this split does, with other ``settings``."""
+        return TrainConfig(
+            holdout_fraction=self.holdout_fraction,
+            split_seed=self.split_seed,
+            max_train_rows=self.max_train_rows,
+            **settings,
+        )
+
+    def __str__(self) -> str:
+        cap = "" if self.max_train_rows is None else f" of {self.max_train_rows} rows"
+        return f"holdout fraction {self.holdout_fraction}{cap} with split seed {self.split_seed}"
+
+
+def split_of(meta: dict[str, Any]) -> Split | None:
+    """The early-stopping split an artifact was trained with, from its ``finmon.json``;
+    ``None`` for an artifact without a training record. Artifacts from before
+    ``split_seed`` split with their ``seed``."""
     config = meta.get("training", {}).get("config")
     if not config:
         return None
     seed = config["split_seed"] if "split_seed" in config else config["seed"]
-    return float(config["holdout_fraction"]), int(seed)
+    cap = config.get("max_train_rows")
+    return Split(float(config["holdout_fraction"]), int(seed), None if cap is None else int(cap))
 
 
 def check_same_split(artifacts: Sequence[Path], cfg: TrainConfig) -> None:
     """Refuse an init or teacher artifact trained on another early-stopping split: it has
     seen rows of this run's held-out slices, which would then favour it (as a teacher) or
     flatter the run (as its starting point)."""
-    own = (cfg.holdout_fraction, cfg.split_seed)
+    own = Split.of(cfg)
     for artifact in artifacts:
         theirs = split_of(read_meta(artifact))
         if theirs is not None and theirs != own:
             raise TrainingRefused(
-                f"{artifact}: trained with holdout fraction {theirs[0]} and split seed "
-                f"{theirs[1]}, this run holds out {own[0]} with split seed {own[1]}: its "
+                f"{artifact}: trained with {theirs}, this run holds out {own}: its "
                 "early-stopping rows would not be held out of it"
             )
 

@@ -15,6 +15,7 @@ COMMANDS = [
     "ingest",
     "produce",
     "recalibrate",
+    "refit-heads",
     "replay",
     "sample",
     "soup",

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from monitor.model.artifact import (
     META_FILE,
@@ -37,25 +39,42 @@ def test_committed_artifacts_record_labels_base_recipe_and_metrics(name: str) ->
     assert load_artifact(bundled_artifact(name)).version.startswith(f"{name}+")
 
 
-def test_the_default_is_v5_1_v5s_weights_recalibrated() -> None:
-    """v5.1 is v5 (a soup of v4 and two continuations of it) with its temperatures fitted
-    again, one of them for targeted inputs: the same weights, another name."""
-    meta, v5 = read_meta(bundled_artifact()), bundled_artifact("finmon-minilm-v5")
-    assert meta["name"] == "finmon-minilm-v5.1" and meta["targets"] is True
+def test_the_default_is_v5_2_v5_1_with_its_topic_head_refitted() -> None:
+    """v5.2 is v5.1 (v5's weights recalibrated; v5 a soup of v4 and two continuations of
+    it) with its topic head solved afresh on the frozen encoder: the adapter and the
+    sentiment head (and so every sentiment output and temperature) are v5.1's, and the
+    record says what the held-out slices scored."""
+    meta, v51 = read_meta(bundled_artifact()), bundled_artifact("finmon-minilm-v5.1")
+    assert meta["name"] == "finmon-minilm-v5.2" and meta["targets"] is True
     assert meta["target_markers"] is True
     assert meta["training"]["config"]["split_seed"] == 13
-    for name in ("adapter_model.safetensors", "heads.safetensors", "adapter_config.json"):
-        assert (bundled_artifact() / name).read_bytes() == (v5 / name).read_bytes()
-    version = load_artifact(bundled_artifact()).version
-    assert meta["training"]["recalibrated"]["from"] == load_artifact(v5).version
-    assert version.split("+")[1] == meta["training"]["recalibrated"]["from"].split("+")[1]
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (bundled_artifact() / name).read_bytes() == (v51 / name).read_bytes()
+    heads, old_heads = (load_file(str(p / "heads.safetensors")) for p in (bundled_artifact(), v51))
+    assert torch.equal(heads["sentiment.weight"], old_heads["sentiment.weight"])
+    assert torch.equal(heads["sentiment.bias"], old_heads["sentiment.bias"])
+    assert not torch.equal(heads["topic.weight"], old_heads["topic.weight"])
+    old_meta = read_meta(v51)
+    assert meta["temperature"]["sentiment"] == pytest.approx(old_meta["temperature"]["sentiment"])
+    assert meta["targeted_temperature"] == pytest.approx(old_meta["targeted_temperature"])
+    refit = meta["training"]["refit"]
+    assert refit["from"] == load_artifact(v51).version
+    assert set(refit["tasks"]) == {"topic"}
+    for fit in refit["tasks"].values():
+        assert fit["l2"] is not None and fit["after"] > fit["before"]
+    assert (
+        meta["training"]["recalibrated"]["from"]
+        == load_artifact(bundled_artifact("finmon-minilm-v5")).version
+    )
     soup = meta["training"]["soup"]
     assert soup["ingredients"][0] == load_artifact(bundled_artifact("finmon-minilm-v4")).version
-    assert [t["kept"] for t in soup["trials"]].count(True) == len(soup["ingredients"])
-    assert meta["temperature"] == read_meta(v5)["temperature"]
-    assert meta["targeted_temperature"]["sentiment"] > meta["temperature"]["sentiment"]
     metrics = json.loads((bundled_artifact() / "metrics.json").read_text())
     assert set(metrics["valid"]["sentiment/sentfin"]) == {"headline", "entity", "multi"}
+    # the held-out scores recorded for the shipped heads are what the artifact scores there
+    for task, fit in refit["tasks"].items():
+        views = [s for view, s in metrics["dev"].items() if view.startswith(f"{task}/")]
+        mean = sum((s["accuracy"] + s["macro_f1"]) / 2 for s in views) / len(views)
+        assert fit["after"] == pytest.approx(mean)
 
 
 def test_the_optional_mpnet_model_records_its_base_recipe_and_metrics() -> None:

@@ -7,16 +7,18 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from finmon.cli import main
 from monitor.model.artifact import load_artifact, read_meta
 from monitor.model.batched import load_classifier
 from monitor.model.encoding import encode_items, pad_batch
 from monitor.model.interface import ModelInput
-from monitor.model.train import split_of
+from monitor.model.train import Split, split_of
 from monitor.resources import bundled_artifact
 from tests.model.conftest import FIXTURES
 
@@ -236,7 +238,10 @@ def test_a_run_refuses_an_artifact_trained_on_another_split(
         [*TINY_TRAIN, "--out", str(tmp_path / "x"), "--split-seed", "7", role, str(first)],
     )
     assert result.exit_code == 1
-    assert "split seed 13, this run holds out 0.1 with split seed 7" in result.output
+    assert (
+        "with split seed 13, this run holds out holdout fraction 0.1 with split seed 7"
+        in result.output
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -264,7 +269,7 @@ def test_a_soup_of_equal_artifacts_computes_what_they_compute(
     assert record["ingredients"] == versions  # a tie keeps the candidate
     assert [t["kept"] for t in record["trials"]] == [True, True]
     assert record["rank"] == 4 and record["smallest_energy_kept"] == pytest.approx(1.0)
-    assert split_of(meta) == (0.1, 13)
+    assert split_of(meta) == Split(0.1, 13)
     assert "kept" in output and (out / "metrics.json").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["valid"]) == {"topic/topic", "sentiment/sentiment", "sentiment/news"}
@@ -332,7 +337,7 @@ def test_evaluate_table_output() -> None:
 def test_classify_prints_each_text() -> None:
     out = run("classify", "Acme upgraded to Buy", "Oil falls 5%")
     assert out.count("topic:") == 2 and out.count("sentiment:") == 2
-    assert "model: finmon-minilm-v5.1+" in out
+    assert "model: finmon-minilm-v5.2+" in out
 
 
 def test_evaluate_reads_an_entity_set_with_and_without_targets() -> None:
@@ -389,5 +394,46 @@ def test_recalibrate_keeps_the_weights_under_a_new_name(
     assert "targeted" in output and f"wrote {out}" in output
     result = CliRunner().invoke(
         main, ["recalibrate", str(first), *TINY_SOURCES, "--out", str(first)]
+    )
+    assert result.exit_code == 1 and "the artifact itself" in result.output
+
+
+def test_refit_heads_solves_a_head_and_leaves_the_others_bit_identical(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The topic head refitted on the frozen encoder: the adapter is the original's, the
+    sentiment head and its outputs are the original's bit for bit, and what the record
+    says was shipped is what the written model scores on the held-out slice."""
+    first, _ = tiny_artifacts
+    out = tmp_path / "tiny-refit"
+    output = run("refit-heads", str(first), *TINY_SOURCES, "--out", str(out), "--task", "topic")
+    assert (out / "adapter_model.safetensors").read_bytes() == (
+        first / "adapter_model.safetensors"
+    ).read_bytes()
+    old_heads, new_heads = (load_file(str(p / "heads.safetensors")) for p in (first, out))
+    for name in ("sentiment.weight", "sentiment.bias"):
+        assert torch.equal(old_heads[name], new_heads[name])
+    meta, metrics = read_meta(out), json.loads((out / "metrics.json").read_text())
+    fit = meta["training"]["refit"]["tasks"]["topic"]
+    assert set(meta["training"]["refit"]["tasks"]) == {"topic"}
+    assert list(fit["grid"]) == ["0.1", "0.03", "0.01", "0.003", "0.001"]
+    topic = metrics["dev"]["topic/topic"]
+    assert fit["after"] == pytest.approx((topic["accuracy"] + topic["macro_f1"]) / 2)
+    if fit["l2"] is None:
+        assert fit["after"] == fit["before"] >= max(fit["grid"].values())
+        assert torch.equal(old_heads["topic.weight"], new_heads["topic.weight"])
+    else:
+        assert fit["after"] == fit["grid"][str(fit["l2"])] > fit["before"]
+        assert not torch.equal(old_heads["topic.weight"], new_heads["topic.weight"])
+    items = [ModelInput("Acme shares slump after profit warning"), ModelInput("Fed holds rates")]
+    old, new = (load_classifier(p, device="cpu") for p in (first, out))
+    assert np.array_equal(
+        old.predict_logits(items)["sentiment"], new.predict_logits(items)["sentiment"]
+    )
+    assert new.model_version.startswith("tiny-refit+")
+    assert meta["training"]["refit"]["from"] == old.model_version
+    assert "topic     held-out" in output and f"wrote {out}" in output
+    result = CliRunner().invoke(
+        main, ["refit-heads", str(first), *TINY_SOURCES, "--out", str(first)]
     )
     assert result.exit_code == 1 and "the artifact itself" in result.output

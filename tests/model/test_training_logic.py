@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from monitor.model.artifact import write_json
 from monitor.model.calibration import (
     Temperatures,
     expected_calibration_error,
@@ -23,9 +25,12 @@ from monitor.model.calibration import (
 from monitor.model.data import model_label_names
 from monitor.model.train import (
     Source,
+    Split,
     TrainConfig,
+    TrainingRefused,
     View,
     calibrate,
+    check_same_split,
     choose_teachers,
     cross_task_views,
     make_batches,
@@ -71,12 +76,40 @@ def test_sampling_weights(sizes: list[int], temperature: float, expected: list[f
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({"holdout_fraction": 0.1, "seed": 7, "split_seed": 13}, (0.1, 13)),
-        ({"holdout_fraction": 0.2, "seed": 7}, (0.2, 7)),  # before split_seed: the seed
+        ({"holdout_fraction": 0.1, "seed": 7, "split_seed": 13}, Split(0.1, 13)),
+        ({"holdout_fraction": 0.2, "seed": 7}, Split(0.2, 7)),  # before split_seed: the seed
+        ({"holdout_fraction": 0.1, "split_seed": 13, "max_train_rows": None}, Split(0.1, 13)),
+        ({"holdout_fraction": 0.1, "split_seed": 13, "max_train_rows": 400}, Split(0.1, 13, 400)),
     ],
 )
-def test_split_of_an_artifact(config: dict[str, float], expected: tuple[float, int]) -> None:
+def test_split_of_an_artifact(config: dict[str, float], expected: Split) -> None:
     assert split_of({"training": {"config": config}}) == expected
+
+
+@pytest.mark.parametrize(
+    ("theirs", "message"),
+    [
+        ({"split_seed": 13}, None),
+        ({"split_seed": 7}, "holdout fraction 0.1 with split seed 7, this run"),
+        ({"split_seed": 13, "max_train_rows": 400}, "0.1 of 400 rows with split seed 13"),
+        ({"split_seed": 13, "holdout_fraction": 0.2}, "holdout fraction 0.2 with split"),
+    ],
+)
+def test_an_artifact_of_another_split_is_refused(
+    tmp_path: Path, theirs: dict[str, Any], message: str | None
+) -> None:
+    """Fraction, seed and row cap all decide which rows are held out (a capped run splits
+    its sample); an artifact differing in any of them has trained on this run's slices."""
+    write_json(
+        tmp_path / "finmon.json",
+        {"format": 1, "name": "a", "training": {"config": {"holdout_fraction": 0.1, **theirs}}},
+    )
+    cfg = TrainConfig(holdout_fraction=0.1, split_seed=13)
+    if message is None:
+        check_same_split([tmp_path], cfg)
+    else:
+        with pytest.raises(TrainingRefused, match=message):
+            check_same_split([tmp_path], cfg)
 
 
 def test_split_of_an_artifact_without_a_training_record_is_unknown() -> None:

@@ -1,0 +1,127 @@
+"""Refitted heads: an artifact whose task heads are solved afresh on its frozen encoder.
+
+A head trained with the encoder ends where the fine-tuning run left it (see
+:mod:`monitor.model.head_fit`); on the finished encoder the best linear head for the gold
+labels can be solved for. :func:`refit_heads` does that for the named tasks, over the
+pooled vectors of the training rows of the artifact's own split, for each penalty of a
+grid, and keeps for each task the head that scores best on the held-out slices: the new
+head only if it scores above the artifact's own. The encoder is untouched, so every other
+task's outputs are the original's bit for bit; temperatures are then fitted again
+(:func:`monitor.model.recalibrate.derive`), and the artifact gets a name of its own.
+
+Rows are weighted so that each of a task's sources carries the same total weight, as the
+held-out selection (:func:`monitor.model.train.selection_score`) averages the sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from monitor.model.head_fit import fit_linear_head
+from monitor.model.held_out import HeldOut
+from monitor.model.inference import pooled_features
+from monitor.model.metrics import score
+from monitor.model.network import MultiTaskModel
+from monitor.model.recalibrate import derive
+from monitor.model.train import Source, TrainConfig, TrainingRefused, View, selection_score
+
+L2_GRID = (0.1, 0.03, 0.01, 0.003, 0.001)
+"""Penalties tried, half a decade apart, strongest first (the first of equal scores wins)."""
+
+_CPU = torch.device("cpu")
+
+
+def refit_heads(
+    artifact: Path,
+    sources: Sequence[Source],
+    out: Path,
+    tasks: Sequence[str],
+    l2_grid: Sequence[float] = L2_GRID,
+    max_ece: float = TrainConfig.max_ece,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Write to ``out`` ``artifact`` with the heads of ``tasks`` refitted (each kept only if
+    its held-out score rises); returns its metrics with a ``refit`` record: per task the
+    held-out score of the original head (``before``) and of each penalty (``grid``), the
+    penalty whose head was kept (``l2``, ``None`` when the original stays) and the score
+    of the head shipped (``after``)."""
+    if not tasks:
+        raise TrainingRefused("name at least one task whose head to refit")
+
+    def change(model: MultiTaskModel, held: HeldOut) -> dict[str, Any]:
+        unknown = sorted(set(tasks) - set(model.heads))
+        if unknown:
+            raise TrainingRefused(f"no head for task(s) {unknown} in {artifact}")
+        return {"tasks": {task: _refit(model, held, task, l2_grid) for task in tasks}}
+
+    return derive(artifact, sources, out, "refit", change, max_ece=max_ece, base_dir=base_dir)
+
+
+def _refit(
+    model: MultiTaskModel, held: HeldOut, task: str, l2_grid: Sequence[float]
+) -> dict[str, Any]:
+    """Refit ``task``'s head in place when a penalty of the grid scores above it."""
+    views = [v for v in held.views if v.task == task and v.gold and v.dev_features]
+    if not views:
+        raise TrainingRefused(f"no source with held-out rows for task {task!r}")
+
+    def pooled(items: Sequence[Any]) -> np.ndarray:
+        return pooled_features(
+            model, items, pad_id=held.pad_id, batch_size=held.cfg.eval_batch_size, device=_CPU
+        )
+
+    features = np.concatenate([pooled(v.features) for v in tqdm(views, desc=f"{task} rows")])
+    labels = np.concatenate([v.train["label"].to_numpy() for v in views])
+    weights = np.concatenate([np.full(len(v.train), 1.0 / len(v.train)) for v in views])
+    dev = [(v, pooled(v.dev_features)) for v in views]
+    head = model.heads[task]
+    assert isinstance(head, torch.nn.Linear)
+    names = held.names[task]
+    original = head.weight.detach().numpy(), head.bias.detach().numpy()
+    before = _held_out_score(*original, dev, names)
+    fitted = {
+        l2: fit_linear_head(features, labels, len(names), l2, weights)
+        for l2 in tqdm(l2_grid, desc=f"{task} penalties")
+    }
+    grid = {l2: _held_out_score(*head_of, dev, names) for l2, head_of in fitted.items()}
+    chosen = choose(before, grid)
+    if chosen is not None:
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(fitted[chosen][0]))
+            head.bias.copy_(torch.from_numpy(fitted[chosen][1]))
+    return {
+        "before": before,
+        "grid": {str(l2): value for l2, value in grid.items()},
+        "l2": chosen,
+        "after": before if chosen is None else grid[chosen],
+    }
+
+
+def choose(before: float, grid: Mapping[float, float]) -> float | None:
+    """The penalty whose head to keep: the best-scoring of ``grid`` (the first of equal
+    scores, in the grid's order), if it scores above the original head's ``before``;
+    ``None`` keeps the original."""
+    best = max(grid, key=lambda l2: grid[l2])
+    return best if grid[best] > before else None
+
+
+def _held_out_score(
+    weight: np.ndarray,
+    bias: np.ndarray,
+    dev: Sequence[tuple[View, np.ndarray]],
+    names: Sequence[str],
+) -> float:
+    """The selection score of one head over a task's held-out slices."""
+    scores = {
+        view.name: score(
+            view.dev["label"].to_numpy(), (features @ weight.T + bias).argmax(axis=1), names
+        ).summary()
+        for view, features in dev
+    }
+    return selection_score(scores)
