@@ -8,6 +8,7 @@ torch and transformers are imported inside the commands so that the rest of the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -67,6 +68,10 @@ _sources_option = click.option(
     "or sentiment head. An entity set (id,text,entity,label,n_entities) trains "
     "target sentiment and headline sentiment.",
 )
+_training_threads_option = click.option("--threads", type=_positive, default=2, show_default=True)
+_skip_valid_option = click.option(
+    "--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards."
+)
 _max_ece_option = click.option(
     "--max-ece",
     type=click.FloatRange(min=0.0),
@@ -116,7 +121,7 @@ _holdout_option = click.option(
 @_holdout_option
 @click.option("--patience", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--max-train-rows", type=_positive, default=None, help="Cap per task (quick runs).")
-@click.option("--threads", type=_positive, default=2, show_default=True)
+@_training_threads_option
 @click.option(
     "--sampling-temperature",
     type=click.FloatRange(min=1.0),
@@ -182,7 +187,7 @@ _holdout_option = click.option(
     help="Directory keeping each teacher's pass over the rows, reused by later runs with "
     "the same teacher and rows (never changes the result).",
 )
-@click.option("--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards.")
+@_skip_valid_option
 def train_command(
     sources: list[Source],
     out: Path,
@@ -261,8 +266,8 @@ def _score_valid(
 )
 @_split_seed_option
 @_holdout_option
-@click.option("--threads", type=_positive, default=2, show_default=True)
-@click.option("--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards.")
+@_training_threads_option
+@_skip_valid_option
 def soup_command(
     candidates: tuple[Path, ...],
     sources: list[Source],
@@ -302,10 +307,25 @@ def soup_command(
     )
 
 
+def _derived_artifact_options(command: Callable[..., None]) -> Callable[..., None]:
+    """What every command that derives an artifact from another without training takes."""
+    for option in reversed(
+        (
+            click.argument("artifact", type=_existing_dir),
+            _sources_option,
+            click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True),
+            _base_option,
+            _max_ece_option,
+            _training_threads_option,
+            _skip_valid_option,
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @click.command("refit-heads")
-@click.argument("artifact", type=_existing_dir)
-@_sources_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@_derived_artifact_options
 @click.option(
     "--task",
     "tasks",
@@ -315,10 +335,6 @@ def soup_command(
     show_default=True,
     help="A head to refit (repeatable).",
 )
-@_base_option
-@_max_ece_option
-@click.option("--threads", type=_positive, default=2, show_default=True)
-@click.option("--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards.")
 def refit_heads_command(
     artifact: Path,
     sources: list[Source],
@@ -335,33 +351,20 @@ def refit_heads_command(
     only if it scores above the original head there. Other heads' outputs are unchanged;
     temperatures are fitted again. Afterwards DIR/valid.csv of each source is scored.
     """
-    import torch
-
     from monitor.model.refit import refit_heads
-    from monitor.model.train import TrainingRefused
 
-    torch.set_num_threads(threads)
-    try:
+    def derive() -> dict[str, Any]:
         metrics = refit_heads(artifact, sources, out, tasks, max_ece=max_ece, base_dir=base_dir)
-    except TrainingRefused as exc:
-        raise click.ClickException(str(exc)) from exc
-    for task, fit in metrics["refit"]["tasks"].items():
-        verdict = "original kept" if fit["l2"] is None else f"refitted (l2 {fit['l2']})"
-        click.echo(f"{task:9s} held-out {fit['before']:.4f} -> {fit['after']:.4f}: {verdict}")
-    _echo_calibration(metrics["calibration"])
-    if not skip_valid:
-        _score_valid(out, sources, base_dir, metrics)
-    click.echo(f"wrote {out} ({metrics['refit']['wall_s']}s)")
+        for task, fit in metrics["refit"]["tasks"].items():
+            verdict = "original kept" if fit["l2"] is None else f"refitted (l2 {fit['l2']})"
+            click.echo(f"{task:9s} held-out {fit['before']:.4f} -> {fit['after']:.4f}: {verdict}")
+        return metrics
+
+    _run_derivation(derive, "refit", out, sources, base_dir, threads, skip_valid)
 
 
 @click.command("recalibrate")
-@click.argument("artifact", type=_existing_dir)
-@_sources_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@_base_option
-@_max_ece_option
-@click.option("--threads", type=_positive, default=2, show_default=True)
-@click.option("--skip-valid", is_flag=True, help="Do not score DIR/valid.csv afterwards.")
+@_derived_artifact_options
 def recalibrate_command(
     artifact: Path,
     sources: list[Source],
@@ -375,20 +378,38 @@ def recalibrate_command(
     the held-out slices of ARTIFACT's own split (for a head: one for plain inputs and one
     for targeted inputs). Afterwards DIR/valid.csv of each source is scored, as by train.
     """
+    from monitor.model.recalibrate import recalibrate
+
+    def derive() -> dict[str, Any]:
+        return recalibrate(artifact, sources, out, max_ece, base_dir=base_dir)
+
+    _run_derivation(derive, "recalibrated", out, sources, base_dir, threads, skip_valid)
+
+
+def _run_derivation(
+    derive: Callable[[], dict[str, Any]],
+    kind: str,
+    out: Path,
+    sources: list[Source],
+    base_dir: Path | None,
+    threads: int,
+    skip_valid: bool,
+) -> None:
+    """Run ``derive`` on ``threads`` CPU threads, a refusal becoming a CLI error; report
+    the temperatures, score valid unless skipped, and say where the artifact went."""
     import torch
 
-    from monitor.model.recalibrate import recalibrate
     from monitor.model.train import TrainingRefused
 
     torch.set_num_threads(threads)
     try:
-        metrics = recalibrate(artifact, sources, out, max_ece, base_dir=base_dir)
+        metrics = derive()
     except TrainingRefused as exc:
         raise click.ClickException(str(exc)) from exc
     _echo_calibration(metrics["calibration"])
     if not skip_valid:
         _score_valid(out, sources, base_dir, metrics)
-    click.echo(f"wrote {out} ({metrics['recalibrated']['wall_s']}s)")
+    click.echo(f"wrote {out} ({metrics[kind]['wall_s']}s)")
 
 
 def _echo_calibration(calibration: dict[str, Any]) -> None:
