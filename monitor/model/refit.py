@@ -9,8 +9,9 @@ head only if it scores above the artifact's own. The encoder is untouched, so ev
 task's outputs are the original's bit for bit; temperatures are then fitted again
 (:func:`monitor.model.recalibrate.derive`), and the artifact gets a name of its own.
 
-Rows are weighted so that each of a task's sources carries the same total weight, as the
-held-out selection (:func:`monitor.model.train.selection_score`) averages the sources.
+Rows are weighted so that each of a task's views (a source's rows; for an entity set, also
+its headlines without target) carries the same total weight, as the held-out selection
+(:func:`monitor.model.train.selection_score`) averages the views.
 """
 
 from __future__ import annotations
