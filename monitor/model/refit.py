@@ -4,7 +4,8 @@ A head trained with the encoder ends where the fine-tuning run left it (see
 :mod:`monitor.model.head_fit`); on the finished encoder the best linear head for the gold
 labels can be solved for. :func:`refit_heads` does that for the named tasks, over the
 pooled vectors of the training rows of the artifact's own split, for each penalty of a
-grid, and keeps for each task the head that scores best on the held-out slices: the new
+grid, and keeps for each task the head that scores best on the held-out slices (the grid goes
+on past its weak end while the best is there, :func:`search`): the new
 head only if it scores above the artifact's own. The encoder is untouched, so every other
 task's outputs are the original's bit for bit; temperatures are then fitted again
 (:func:`monitor.model.recalibrate.derive`), and the artifact gets a name of its own.
@@ -16,7 +17,7 @@ its headlines without target) carries the same total weight, as the held-out sel
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ from monitor.model.train import Source, TrainConfig, TrainingRefused, View, sele
 
 L2_GRID = (0.1, 0.03, 0.01, 0.003, 0.001)
 """Penalties tried, half a decade apart, strongest first (the first of equal scores wins)."""
+
+MAX_EXTRA_PENALTIES = 3
+"""How far :func:`search` goes past the grid's weak end while the score keeps rising."""
 
 _CPU = torch.device("cpu")
 
@@ -86,11 +90,14 @@ def _refit(
     names = held.names[task]
     original = head.weight.detach().numpy(), head.bias.detach().numpy()
     before = _held_out_score(*original, dev, names)
-    fitted = {
-        l2: fit_linear_head(features, labels, len(names), l2, weights)
-        for l2 in tqdm(l2_grid, desc=f"{task} penalties")
-    }
-    grid = {l2: _held_out_score(*head_of, dev, names) for l2, head_of in fitted.items()}
+    fitted: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def held_out_score(l2: float) -> float:
+        fitted[l2] = fit_linear_head(features, labels, len(names), l2, weights)
+        tqdm.write(f"{task}: penalty {l2:g}")
+        return _held_out_score(*fitted[l2], dev, names)
+
+    grid = search(held_out_score, l2_grid)
     chosen = choose(before, grid)
     if chosen is not None:
         with torch.no_grad():
@@ -102,6 +109,26 @@ def _refit(
         "l2": chosen,
         "after": before if chosen is None else grid[chosen],
     }
+
+
+def search(
+    score_of: Callable[[float], float], grid: Sequence[float], extra: int = MAX_EXTRA_PENALTIES
+) -> dict[float, float]:
+    """Each penalty of ``grid`` (half a decade apart, strongest first) scored by
+    ``score_of``, in order. While the weakest scored so far is also the best, the search
+    goes on past the grid's end, half a decade at a time (a tenth of the penalty before the
+    weakest), up to ``extra`` more: an optimum at the edge of the grid is not known to be
+    one. Returns the scores by penalty, in the order tried."""
+    if len(grid) < 2:
+        raise ValueError("a grid of penalties needs at least two")
+    scores = {l2: score_of(l2) for l2 in grid}
+    for _ in range(extra):
+        *_, before_weakest, weakest = scores
+        if max(scores.values()) != scores[weakest]:
+            break
+        weaker = float(f"{before_weakest / 10:.6g}")  # 0.0003, not 0.00030000000000000003
+        scores[weaker] = score_of(weaker)
+    return scores
 
 
 def choose(before: float, grid: Mapping[float, float]) -> float | None:

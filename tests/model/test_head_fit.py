@@ -3,6 +3,9 @@ decides whether a refitted head replaces an artifact's own (monitor/model/refit.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +14,7 @@ from hypothesis import strategies as st
 from torch.nn import functional
 
 from monitor.model.head_fit import fit_linear_head
-from monitor.model.refit import choose
+from monitor.model.refit import L2_GRID, choose, search
 
 
 def _problem(seed: int, rows: int = 60, dim: int = 5, classes: int = 3) -> tuple[np.ndarray, ...]:
@@ -122,3 +125,37 @@ def test_a_refitted_head_replaces_the_original_only_when_it_scores_above_it(
     before: float, grid: dict[float, float], chosen: float | None
 ) -> None:
     assert choose(before, grid) == chosen
+
+
+def _peak_at(peak: float) -> Callable[[float], float]:
+    """A held-out score that rises towards ``peak`` (in log penalty) and falls past it."""
+    return lambda l2: -abs(math.log10(l2) - math.log10(peak))
+
+
+@pytest.mark.parametrize(
+    ("peak", "tried"),
+    [
+        (0.01, L2_GRID),  # an inner optimum: the grid alone
+        (0.1, L2_GRID),  # the strong end is the grid's own start: nothing added
+        (0.0003, (*L2_GRID, 0.0003, 0.0001)),  # past the weak end, until the score falls
+        (1e-4, (*L2_GRID, 0.0003, 0.0001, 3e-05)),
+        (1e-9, (*L2_GRID, 0.0003, 0.0001, 3e-05)),  # at most three more
+    ],
+)
+def test_the_search_goes_past_the_weak_end_only_while_the_best_is_there(
+    peak: float, tried: tuple[float, ...]
+) -> None:
+    calls: list[float] = []
+
+    def score_of(l2: float) -> float:
+        calls.append(l2)
+        return _peak_at(peak)(l2)
+
+    scores = search(score_of, L2_GRID)
+    assert list(scores) == calls == list(tried)
+    assert max(scores, key=lambda l2: scores[l2]) == min(tried, key=lambda l2: abs(l2 - peak))
+
+
+def test_a_search_needs_two_penalties() -> None:
+    with pytest.raises(ValueError, match="at least two"):
+        search(lambda l2: 0.0, [0.1])
