@@ -77,6 +77,27 @@ def test_the_default_is_v5_2_v5_1_with_its_topic_head_refitted() -> None:
         assert fit["after"] == pytest.approx(mean)
 
 
+def test_mpnet_v1_1_is_mpnet_v1_with_its_topic_head_refitted() -> None:
+    """Checked from the files (its base is not installed here): mpnet-v1's adapter and
+    sentiment head, a topic head of its own, chosen past the grid's weak end only after
+    the search went on, and temperatures fitted for both heads and for targeted inputs."""
+    new, old = bundled_artifact("finmon-mpnet-v1.1"), bundled_artifact("finmon-mpnet-v1")
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (new / name).read_bytes() == (old / name).read_bytes()
+    heads, old_heads = (load_file(str(p / "heads.safetensors")) for p in (new, old))
+    assert torch.equal(heads["sentiment.weight"], old_heads["sentiment.weight"])
+    assert not torch.equal(heads["topic.weight"], old_heads["topic.weight"])
+    meta = read_meta(new)
+    assert meta["name"] == "finmon-mpnet-v1.1" and meta["base"] == read_meta(old)["base"]
+    fit = meta["training"]["refit"]["tasks"]["topic"]
+    assert fit["l2"] == 0.001 and fit["after"] > fit["before"]
+    assert list(fit["grid"])[-1] == "0.0003" and fit["grid"]["0.0003"] < fit["after"]
+    assert set(meta["temperature"]) == {"topic", "sentiment"}
+    assert "sentiment" in meta["targeted_temperature"]
+    topic = json.loads((new / "metrics.json").read_text())["dev"]["topic/twitter"]
+    assert fit["after"] == pytest.approx((topic["accuracy"] + topic["macro_f1"]) / 2)
+
+
 def test_the_optional_mpnet_model_records_its_base_recipe_and_metrics() -> None:
     """Its base (all-mpnet-base-v2, from PyPI parts) is not installed here: the record is
     checked, not a load (tests/model/test_compact.py loads a compacted MiniLM)."""
