@@ -77,9 +77,14 @@ def save_artifact(out_dir: Path, model: MultiTaskModel, meta: dict[str, Any]) ->
     # the base name up on the hub to check); peft's generic README is not our model card.
     encoder.save_pretrained(str(out_dir), save_embedding_layers=False)
     (out_dir / "README.md").unlink(missing_ok=True)
+    save_heads(out_dir, model)
+    write_json(out_dir / META_FILE, {"format": FORMAT_VERSION, **meta})
+
+
+def save_heads(out_dir: Path, model: MultiTaskModel) -> None:
+    """Write the model's heads (``heads.safetensors``) as loading reads them."""
     heads = {k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()}
     save_file(heads, str(out_dir / HEADS_FILE))
-    write_json(out_dir / META_FILE, {"format": FORMAT_VERSION, **meta})
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

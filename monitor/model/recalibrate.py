@@ -20,8 +20,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
-
 from monitor.model.artifact import (
     ADAPTER_CONFIG_FILE,
     ADAPTER_FILE,
@@ -31,6 +29,7 @@ from monitor.model.artifact import (
     load_artifact,
     model_version,
     read_meta,
+    save_heads,
     write_json,
 )
 from monitor.model.held_out import HeldOut, held_out_views
@@ -96,8 +95,7 @@ def derive(
     for name in (ADAPTER_CONFIG_FILE, ADAPTER_FILE):
         shutil.copyfile(artifact / name, out / name)
     if change:
-        heads = {k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()}
-        save_file(heads, str(out / HEADS_FILE))
+        save_heads(out, model)
     else:
         shutil.copyfile(artifact / HEADS_FILE, out / HEADS_FILE)
     record = {
