@@ -115,16 +115,17 @@ def search(
     score_of: Callable[[float], float], grid: Sequence[float], extra: int = MAX_EXTRA_PENALTIES
 ) -> dict[float, float]:
     """Each penalty of ``grid`` (half a decade apart, strongest first) scored by
-    ``score_of``, in order. While the weakest scored so far is also the best, the search
-    goes on past the grid's end, half a decade at a time (a tenth of the penalty before the
-    weakest), up to ``extra`` more: an optimum at the edge of the grid is not known to be
-    one. Returns the scores by penalty, in the order tried."""
+    ``score_of``, in order. While the weakest scored so far is the one :func:`choose` would
+    pick (the best, and better than every stronger one), the search goes on past the grid's
+    end, half a decade at a time (a tenth of the penalty before the weakest), up to
+    ``extra`` more: an optimum at the edge of the grid is not known to be one. Returns the
+    scores by penalty, in the order tried."""
     if len(grid) < 2:
         raise ValueError("a grid of penalties needs at least two")
     scores = {l2: score_of(l2) for l2 in grid}
     for _ in range(extra):
         *_, before_weakest, weakest = scores
-        if max(scores.values()) != scores[weakest]:
+        if _best(scores) != weakest:
             break
         weaker = float(f"{before_weakest / 10:.6g}")  # 0.0003, not 0.00030000000000000003
         scores[weaker] = score_of(weaker)
@@ -135,8 +136,13 @@ def choose(before: float, grid: Mapping[float, float]) -> float | None:
     """The penalty whose head to keep: the best-scoring of ``grid`` (the first of equal
     scores, in the grid's order), if it scores above the original head's ``before``;
     ``None`` keeps the original."""
-    best = max(grid, key=lambda l2: grid[l2])
+    best = _best(grid)
     return best if grid[best] > before else None
+
+
+def _best(scores: Mapping[float, float]) -> float:
+    """The best-scoring penalty; of equal scores, the first (the stronger)."""
+    return max(scores, key=lambda l2: scores[l2])
 
 
 def _held_out_score(

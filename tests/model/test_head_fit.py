@@ -159,3 +159,11 @@ def test_the_search_goes_past_the_weak_end_only_while_the_best_is_there(
 def test_a_search_needs_two_penalties() -> None:
     with pytest.raises(ValueError, match="at least two"):
         search(lambda l2: 0.0, [0.1])
+
+
+def test_a_flat_score_stays_on_the_grid() -> None:
+    """Equal scores pick the strongest penalty, so a tie at the weak end is no reason to
+    go past it."""
+    assert list(search(lambda l2: 0.5, L2_GRID)) == list(L2_GRID)
+    rising_then_flat = {0.1: 0.1, 0.03: 0.2, 0.01: 0.3, 0.003: 0.3, 0.001: 0.3}
+    assert list(search(rising_then_flat.__getitem__, L2_GRID)) == list(L2_GRID)
