@@ -123,6 +123,11 @@ class WorkerHarness:
                 ) from None
         return self.process.returncode
 
+    @property
+    def group(self) -> str:
+        """The consumer group of this worker's deployment."""
+        return self.env["FINMON_KAFKA__CONSUMER_GROUP"]
+
     def share(self, other: WorkerHarness) -> Self:
         """Use `other`'s topics and consumer group: another worker of the same deployment."""
         self.input_topic, self.output_topic = other.input_topic, other.output_topic

@@ -22,7 +22,7 @@ from monitor.pipeline_types import Origin, RawMessage
 from monitor.processing import BatchOutcome, BatchProcessor, ClassifiedBatch
 from monitor.settings import Settings
 from pipelines.batch import BatchPipeline, PipelineHooks, PipelineLimits
-from pipelines.kafka_fetch import bound_fetch_wait
+from pipelines.kafka_consumer import install_consumer
 from pipelines.kafka_producer import idempotent_producer
 from pipelines.kafka_security import faust_credentials
 
@@ -77,7 +77,7 @@ def create_app(
         # with the 1 MB default, sending a bigger one crashed the agent with its batch unacked.
         producer_max_request_size=settings.ingest.max_message_bytes + 64 * 1024,
     )
-    bound_fetch_wait(app, kafka.fetch_max_wait_ms)
+    install_consumer(app, kafka.fetch_max_wait_ms)
     idempotent_producer(app)
     raw_topic = app.topic(kafka.input_topic, value_serializer="raw", key_serializer="raw")
     out_topic, dlq_topic = kafka.output_topic, kafka.dead_letter_topic  # created by ensure_topics

@@ -5,7 +5,7 @@ broker. With `acks=all` "on the broker" means on every in-sync replica (at least
 `min.insync.replicas` of them), so a leader that dies right after acknowledging loses
 nothing; with idempotence, a send retried across that failover is written once, not twice.
 Faust passes `acks` through but enables idempotence only inside transactions, which finmon
-does not use; the subclass below adds it, the same way `kafka_fetch` adjusts the consumer.
+does not use; the subclass below adds it, the same way `kafka_consumer` adjusts the consumer.
 """
 
 from __future__ import annotations

@@ -87,6 +87,12 @@ _split_seed_option = click.option(
     help="Seeds the choice of rows (early-stopping split, row cap); artifacts a run starts "
     "from, learns from or averages must share it.",
 )
+_max_train_rows_option = click.option(
+    "--max-train-rows",
+    type=_positive,
+    default=None,
+    help="Cap per task (quick runs); it decides the early-stopping split with the seed.",
+)
 _holdout_option = click.option(
     "--holdout-fraction",
     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
@@ -120,7 +126,7 @@ _holdout_option = click.option(
 @click.option("--warmup-ratio", type=float, default=0.06, show_default=True)
 @_holdout_option
 @click.option("--patience", type=click.IntRange(min=0), default=1, show_default=True)
-@click.option("--max-train-rows", type=_positive, default=None, help="Cap per task (quick runs).")
+@_max_train_rows_option
 @_training_threads_option
 @click.option(
     "--sampling-temperature",
@@ -266,6 +272,7 @@ def _score_valid(
 )
 @_split_seed_option
 @_holdout_option
+@_max_train_rows_option
 @_training_threads_option
 @_skip_valid_option
 def soup_command(
@@ -276,6 +283,7 @@ def soup_command(
     rank: int | None,
     split_seed: int,
     holdout_fraction: float,
+    max_train_rows: int | None,
     threads: int,
     skip_valid: bool,
 ) -> None:
@@ -292,7 +300,12 @@ def soup_command(
     from monitor.model.train import TrainConfig, TrainingRefused
 
     torch.set_num_threads(threads)
-    cfg = TrainConfig(split_seed=split_seed, holdout_fraction=holdout_fraction, threads=threads)
+    cfg = TrainConfig(
+        split_seed=split_seed,
+        holdout_fraction=holdout_fraction,
+        max_train_rows=max_train_rows,
+        threads=threads,
+    )
     try:
         metrics = make_soup(sources, candidates, out, cfg, rank, base_dir=base_dir)
     except (TrainingRefused, UnsupportedAdapter) as exc:

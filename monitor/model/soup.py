@@ -19,6 +19,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ from monitor.model.compact import truncate
 from monitor.model.held_out import held_out_views
 from monitor.model.train import (
     Source,
+    Split,
     TrainConfig,
     TrainingRefused,
     calibrate,
@@ -196,12 +198,7 @@ def make_soup(
             **read_meta(out),
             **temperatures_of(calibration),
             "training": {
-                "config": {
-                    "holdout_fraction": cfg.holdout_fraction,
-                    "split_seed": cfg.split_seed,
-                    "max_train_rows": cfg.max_train_rows,
-                    "max_ece": cfg.max_ece,
-                },
+                "config": {**asdict(Split.of(cfg)), "max_ece": cfg.max_ece},
                 "sources": [
                     {"task": s.task, "name": s.name, "dir": str(s.data_dir)} for s in sources
                 ],

@@ -253,9 +253,7 @@ def run_plan(
             after_last = stored_count(engine) + 0.05 * len(feed.to_store)
         assert producer.join(timeout=900) == feed.n
         first = fleet.workers[0]
-        wait_until_accounted(
-            feed, engine, first.output_topic, first.dlq_topic, 600, bootstrap=cluster.bootstrap
-        )
+        wait_until_accounted(feed, engine, first, 600, bootstrap=cluster.bootstrap)
         ended = datetime.now(UTC)
         check_alerts(engine, webhook)
         for worker in fleet.running:

@@ -119,9 +119,7 @@ def test_partitions_move_on_join_and_off_a_frozen_worker_without_a_stall(
             try:
                 producer = PacedProducer(first.input_topic, messages[300:], per_second=30)
                 assert producer.start().join() == 300
-                wait_until_accounted(
-                    feed, pg_engine, first.output_topic, first.dlq_topic, timeout=120
-                )
+                wait_until_accounted(feed, pg_engine, first, timeout=120)
                 taken = scrape(first).value("finmon_assigned_partitions", topic=first.input_topic)
                 assert taken == 4
             finally:

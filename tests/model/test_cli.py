@@ -304,6 +304,21 @@ def test_a_soup_refuses_artifacts_that_are_not_one_model(
     assert "per-module LoRA ranks or alphas are not supported" in result.output
 
 
+def test_a_soup_of_capped_runs_names_their_cap(tmp_path: Path) -> None:
+    """Runs trained on a row cap held out other rows: a soup must be told the cap, and
+    records it with the split."""
+    capped = [tmp_path / name for name in ("a", "b")]
+    for out in capped:
+        run(*TINY_TRAIN, "--out", str(out), "--skip-valid", "--epochs", "1",
+            "--max-train-rows", "40")  # fmt: skip
+    args = ["soup", *TINY_SOURCES, "--skip-valid", *map(str, capped)]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1
+    assert "holdout fraction 0.1 of 40 rows with split seed 13" in result.output
+    run(*args, "--out", str(tmp_path / "soup"), "--max-train-rows", "40")
+    assert split_of(read_meta(tmp_path / "soup")) == Split(0.1, 13, 40)
+
+
 def test_training_is_reproducible(tiny_artifacts: tuple[Path, Path]) -> None:
     first, second = tiny_artifacts
     for name in ("adapter_model.safetensors", "heads.safetensors"):

@@ -15,11 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, select
 
 from harness.stack import KAFKA_BOOTSTRAP
-from harness.worker import news, read_topic, stored_count, wait_for, window_total
+from harness.worker import (
+    WorkerHarness,
+    news,
+    read_topic,
+    stored_count,
+    wait_for,
+    window_total,
+)
 from monitor.db.models import NewsItemRow
 
 WINDOW_SIZES = (60, 300, 3600)
@@ -238,25 +245,68 @@ def account(
 def wait_until_accounted(
     feed: Feed,
     engine: Engine,
-    output_topic: str,
-    dead_letter_topic: str,
+    worker: WorkerHarness,
     timeout: float = 300,
     bootstrap: str = KAFKA_BOOTSTRAP,
 ) -> None:
-    """Wait until every id is stored (and published) or dead-lettered."""
+    """Wait until every id is stored (and published) or dead-lettered by `worker`'s
+    deployment; if not in time, the failure says where each missing id is."""
+
+    def missing() -> set[str]:
+        dead = set(_ids(read_topic(worker.dlq_topic, bootstrap=bootstrap)))
+        return feed.ids - _stored_ids(engine, feed.ids) - dead
 
     def settled() -> bool:
-        stored = _stored_ids(engine, feed.ids)
-        if feed.ids - stored - set(_ids(read_topic(dead_letter_topic, bootstrap=bootstrap))):
+        if missing():
             return False
-        return not stored - set(_ids(read_topic(output_topic, bootstrap=bootstrap)))
+        stored = _stored_ids(engine, feed.ids)
+        return not stored - set(_ids(read_topic(worker.output_topic, bootstrap=bootstrap)))
 
     def progress() -> str:
         stored = _stored_ids(engine, feed.ids)
-        dead = set(_ids(read_topic(dead_letter_topic, bootstrap=bootstrap)))
+        dead = set(_ids(read_topic(worker.dlq_topic, bootstrap=bootstrap)))
         return f"{len(stored)} stored, {len(dead)} dead-lettered of {feed.n}"
 
     try:
         wait_for(settled, timeout, "every id stored or dead-lettered", every=1.0)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}: {progress()}") from None
+        where = whereabouts(sorted(missing()), worker.input_topic, worker.group, bootstrap)
+        raise AssertionError(f"{exc}: {progress()}{where}") from None
+
+
+def whereabouts(ids: Sequence[str], input_topic: str, group: str, bootstrap: str) -> str:
+    """Where ids that were neither stored nor dead-lettered are: their partition and offset
+    in the input topic (or not there at all: the producer lost them), against the group's
+    committed offset of that partition (past it: a worker committed a record it never
+    finished; not yet: it is still to be processed)."""
+    if not ids:
+        return ""
+    wanted = set(ids)
+    found = {
+        doc_id: (record.partition, record.offset)
+        for record in read_topic(input_topic, bootstrap=bootstrap)
+        for doc_id in _ids([record])
+        if doc_id in wanted
+    }
+    reader = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), group_id=group, enable_auto_commit=False
+    )
+    try:  # reads the group's offsets without joining it
+        partitions = {partition for partition, _ in found.values()}
+        committed = {p: reader.committed(TopicPartition(input_topic, p)) for p in partitions}
+    finally:
+        reader.close()
+    lines = []
+    for doc_id in ids[:20]:
+        if doc_id not in found:
+            lines.append(f"{doc_id}: not in {input_topic}")
+            continue
+        partition, offset = found[doc_id]
+        at = committed.get(partition)
+        verdict = (
+            "never committed"
+            if at is None
+            else ("committed past it" if at > offset else f"not yet committed (group at {at})")
+        )
+        lines.append(f"{doc_id}: partition {partition} offset {offset}, {verdict}")
+    return "\n  missing: " + "\n  missing: ".join(lines)

@@ -111,7 +111,7 @@ def test_deliveries_retry_through_receiver_outages_and_arrive_once(
         smtp.start()
         try:
             assert producer.join() == feed.n
-            wait_until_accounted(feed, engine, worker.output_topic, worker.dlq_topic)
+            wait_until_accounted(feed, engine, worker)
             wait_for(lambda: all(d.status == "sent" for d in deliveries(engine)), 120, "all sent")
         finally:
             smtp.stop()

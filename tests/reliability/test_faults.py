@@ -50,7 +50,7 @@ def finish(
 ) -> Accounting:
     """Wait for the producer and for every id to be accounted for; the counts."""
     assert producer.join() == feed.n
-    wait_until_accounted(feed, engine, worker.output_topic, worker.dlq_topic)
+    wait_until_accounted(feed, engine, worker)
     result = account(run, feed, engine, worker.output_topic, worker.dlq_topic)
     print(f"\n{result.row()}")
     return result
