@@ -40,6 +40,7 @@ from monitor.model.train import (
     TrainingRefused,
     calibrate,
     dev_scores,
+    held_out_logits,
     selection_score,
     split_of,
     temperatures_of,
@@ -89,8 +90,9 @@ def derive(
     held = held_out_views(sources, artifact, split.config(max_ece=max_ece), base_dir)
     model = load_artifact(artifact, base_dir).model
     changed = change(model, held) if change else {}
-    calibration = calibrate(model, held.views, held.pad_id, held.cfg)
-    dev = dev_scores(model, held.views, held.names, held.pad_id, held.cfg)
+    logits = held_out_logits(model, held.views, held.pad_id, held.cfg)
+    calibration = calibrate(logits, held.views, held.cfg)
+    dev = dev_scores(logits, held.views, held.names)
     out.mkdir(parents=True, exist_ok=True)
     for name in (ADAPTER_CONFIG_FILE, ADAPTER_FILE):
         shutil.copyfile(artifact / name, out / name)

@@ -49,6 +49,7 @@ from monitor.model.train import (
     calibrate,
     check_same_split,
     dev_scores,
+    held_out_logits,
     selection_score,
     temperatures_of,
 )
@@ -164,7 +165,8 @@ def make_soup(
 
     def selection_of(artifact: Path, label: str) -> float:
         model = load_artifact(artifact, base_dir).model
-        value = selection_score(dev_scores(model, views, names, pad_id, cfg))
+        logits = held_out_logits(model, views, pad_id, cfg)
+        value = selection_score(dev_scores(logits, views, names))
         tqdm.write(f"selection {value:.4f}: {label}")  # scoring a base-sized model takes minutes
         return value
 
@@ -179,8 +181,9 @@ def make_soup(
         members, trials = greedy_soup(ranked, judge)
     worst = write_soup(members, out, rank)
     model = load_artifact(out, base_dir).model
-    dev = dev_scores(model, views, names, pad_id, cfg)
-    calibration = calibrate(model, views, pad_id, cfg)
+    logits = held_out_logits(model, views, pad_id, cfg)
+    dev = dev_scores(logits, views, names)
+    calibration = calibrate(logits, views, cfg)
     versions = {c: model_version(c, read_meta(c)) for c in candidates}
     record = {
         "rank": rank,

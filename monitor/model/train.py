@@ -282,28 +282,39 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     ]
 
 
-def dev_scores(
-    model: MultiTaskModel,
-    views: Sequence[View],
-    names: Mapping[str, Sequence[str]],
-    pad_id: int,
-    cfg: TrainConfig,
-) -> dict[str, dict[str, float | int]]:
-    """Each view's held-out slice scored: accuracy, macro-F1 and the rest of the summary."""
-    scores = {}
-    for view in views:
-        if not view.dev_features:
-            continue
-        logits = predict_logits(
+def held_out_logits(
+    model: MultiTaskModel, views: Sequence[View], pad_id: int, cfg: TrainConfig
+) -> dict[str, np.ndarray]:
+    """Each view's held-out slice through its task's head, by view name (views without a
+    held-out slice are left out): the one pass :func:`dev_scores` and :func:`calibrate`
+    share."""
+    return {
+        view.name: predict_logits(
             model,
             view.dev_features,
             pad_id=pad_id,
             batch_size=cfg.eval_batch_size,
             device=torch.device("cpu"),
         )[view.task]
-        y_true = view.dev["label"].to_numpy()
-        scores[view.name] = score(y_true, logits.argmax(axis=1), names[view.task]).summary()
-    return scores
+        for view in views
+        if view.dev_features
+    }
+
+
+def dev_scores(
+    logits: Mapping[str, np.ndarray],
+    views: Sequence[View],
+    names: Mapping[str, Sequence[str]],
+) -> dict[str, dict[str, float | int]]:
+    """Each view's held-out slice scored from its :func:`held_out_logits`: accuracy,
+    macro-F1 and the rest of the summary."""
+    return {
+        view.name: score(
+            view.dev["label"].to_numpy(), logits[view.name].argmax(axis=1), names[view.task]
+        ).summary()
+        for view in views
+        if view.name in logits
+    }
 
 
 def selection_score(scores: Mapping[str, Mapping[str, float | int]]) -> float:
@@ -439,9 +450,10 @@ def training_loss(
 
 
 def calibrate(
-    model: MultiTaskModel, views: Sequence[View], pad_id: int, cfg: TrainConfig
+    logits: Mapping[str, np.ndarray], views: Sequence[View], cfg: TrainConfig
 ) -> dict[str, Any]:
-    """Each head's expected calibration error on the held-out slices, and the temperature
+    """Each head's expected calibration error on the held-out slices (their
+    :func:`held_out_logits`), and the temperature
     that minimises the held-out negative log-likelihood when the error is above
     ``max_ece``. A head so calibrated also gets a temperature of its own for targeted
     inputs, fitted on the held-out rows of headlines that name several entities (the only
@@ -449,40 +461,28 @@ def calibrate(
     ``targeted``. The temperatures go into the artifact (:func:`temperatures_of`)."""
     report: dict[str, Any] = {}
     for task in TASKS:
-        task_views = [v for v in views if v.task == task and v.dev_features]
+        task_views = [v for v in views if v.task == task and v.name in logits]
         if not task_views:
             continue
-        logits = np.concatenate(
-            [
-                predict_logits(
-                    model,
-                    v.dev_features,
-                    pad_id=pad_id,
-                    batch_size=cfg.eval_batch_size,
-                    device=torch.device("cpu"),
-                )[task]
-                for v in task_views
-            ]
-        )
+        task_logits = np.concatenate([logits[v.name] for v in task_views])
         dev = pd.concat([v.dev for v in task_views], ignore_index=True)
         labels = dev["label"].to_numpy()
-        before = expected_calibration_error(logits, labels)
-        temperature = fit_temperature(logits, labels) if before > cfg.max_ece else 1.0
+        before = expected_calibration_error(task_logits, labels)
+        temperature = fit_temperature(task_logits, labels) if before > cfg.max_ece else 1.0
         report[task] = {
             "ece_before": before,
             "temperature": temperature,
-            "ece_after": expected_calibration_error(logits / temperature, labels),
+            "ece_after": expected_calibration_error(task_logits / temperature, labels),
             "rows": len(labels),
         }
         targeted = ((dev["target"] != "") & (dev["n_entities"] > 1)).to_numpy()
         if before > cfg.max_ece and targeted.any():
-            own = fit_temperature(logits[targeted], labels[targeted])
+            multi, multi_labels = task_logits[targeted], labels[targeted]
+            own = fit_temperature(multi, multi_labels)
             report[task]["targeted"] = {
-                "ece_before": expected_calibration_error(
-                    logits[targeted] / temperature, labels[targeted]
-                ),
+                "ece_before": expected_calibration_error(multi / temperature, multi_labels),
                 "temperature": own,
-                "ece_after": expected_calibration_error(logits[targeted] / own, labels[targeted]),
+                "ece_after": expected_calibration_error(multi / own, multi_labels),
                 "rows": int(targeted.sum()),
             }
     return report
@@ -669,7 +669,8 @@ def train(
     )
 
     history: list[dict[str, Any]] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    # the best epoch: its selection score, number, trainable weights and held-out logits
+    best: tuple[float, int, dict[str, torch.Tensor], dict[str, np.ndarray]] | None = None
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         batches = make_batches(
@@ -695,7 +696,8 @@ def train(
             running += loss.item()
             if step % 20 == 0:
                 progress.set_postfix(loss=f"{running / step:.4f}")
-        dev = dev_scores(model, views, names, pad_id, cfg)
+        logits = held_out_logits(model, views, pad_id, cfg)
+        dev = dev_scores(logits, views, names)
         selection = selection_score(dev)
         history.append(
             {
@@ -715,14 +717,14 @@ def train(
             )
         if best is None or selection > best[0]:
             state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-            best = (selection, epoch, state)
+            best = (selection, epoch, state, logits)
         elif epoch - best[1] > cfg.patience:
             tqdm.write(f"early stop: no dev improvement for {cfg.patience} epoch(s)")
             break
 
     assert best is not None  # epochs >= 1
     model.load_state_dict(best[2], strict=False)
-    calibration = calibrate(model, views, pad_id, cfg)
+    calibration = calibrate(best[3], views, cfg)
     meta = {
         "name": out_dir.name,
         "label_names": {task: list(names[task]) for task in TASKS},

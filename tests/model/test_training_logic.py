@@ -325,9 +325,8 @@ def _calibration_view(n_plain: int, n_single: int, n_multi: int, seed: int) -> V
     ],
 )
 def test_calibration_fits_targeted_inputs_on_the_multi_entity_rows(
-    monkeypatch: pytest.MonkeyPatch, n_single: int, n_multi: int, multi_t: float,
-    expect_targeted: bool,
-) -> None:  # fmt: skip
+    n_single: int, n_multi: int, multi_t: float, expect_targeted: bool
+) -> None:
     """Plain and single-entity rows are calibrated at T=1.5, multi-entity ones at 4: the
     head's temperature is fitted on all rows and the targeted one on the multi-entity
     rows alone."""
@@ -336,10 +335,7 @@ def test_calibration_fits_targeted_inputs_on_the_multi_entity_rows(
     multi_logits, multi_labels = calibrated_sample(n_multi, multi_t, seed=5)
     logits = np.concatenate([plain_logits, multi_logits])
     view.dev["label"] = np.concatenate([plain_labels, multi_labels]).astype(int)
-    monkeypatch.setattr(
-        "monitor.model.train.predict_logits", lambda model, features, **kw: {"sentiment": logits}
-    )
-    report = calibrate(None, [view], pad_id=0, cfg=TrainConfig())  # type: ignore[arg-type]
+    report = calibrate({view.name: logits}, [view], TrainConfig())
     sentiment = report["sentiment"]
     assert sentiment["temperature"] == fit_temperature(logits, view.dev["label"].to_numpy())
     assert ("targeted" in sentiment) is expect_targeted
@@ -355,17 +351,12 @@ def test_calibration_fits_targeted_inputs_on_the_multi_entity_rows(
         assert "targeted_temperature" not in entries
 
 
-def test_a_calibrated_head_gets_no_temperatures_of_its_own(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_calibrated_head_gets_no_temperatures_of_its_own() -> None:
     """Below ``max_ece`` neither temperature is fitted, targeted rows or not."""
     view = _calibration_view(1500, 0, 600, seed=3)
     logits, labels = calibrated_sample(2100, 1.0, seed=6)
     view.dev["label"] = labels
-    monkeypatch.setattr(
-        "monitor.model.train.predict_logits", lambda model, features, **kw: {"sentiment": logits}
-    )
-    report = calibrate(None, [view], pad_id=0, cfg=TrainConfig())  # type: ignore[arg-type]
+    report = calibrate({view.name: logits}, [view], TrainConfig())
     assert report["sentiment"]["temperature"] == 1.0 and "targeted" not in report["sentiment"]
 
 
