@@ -88,8 +88,7 @@ def _refit(
     head = model.heads[task]
     assert isinstance(head, torch.nn.Linear)
     names = held.names[task]
-    original = head.weight.detach().numpy(), head.bias.detach().numpy()
-    before = _held_out_score(*original, dev, names)
+    before = _held_out_score(head.weight.detach().numpy(), head.bias.detach().numpy(), dev, names)
     fitted: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
     def held_out_score(l2: float) -> float:
