@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.connection import wait
@@ -85,9 +84,10 @@ class ProcessClassifier:
         self._serving = False
         self._pool, self._version, self._accepts_targets, child = self._start()
         self._serving = True
-        threading.Thread(
+        self._supervisor = threading.Thread(
             target=self._supervise, args=(child,), name="finmon-inference-supervisor", daemon=True
-        ).start()
+        )
+        self._supervisor.start()
 
     def _start(self) -> tuple[ProcessPoolExecutor, str, bool, BaseProcess]:
         pool = ProcessPoolExecutor(
@@ -106,7 +106,8 @@ class ProcessClassifier:
 
     def _supervise(self, child: BaseProcess) -> None:
         """Each time the child exits, unless on purpose, start a new one (retrying with a
-        growing pause if that fails: calls wait meanwhile, and `ready()` says so)."""
+        growing pause if that fails, until `close`: calls wait meanwhile, and `ready()` says
+        so)."""
         while True:
             wait([child.sentinel])
             with self._state:
@@ -123,7 +124,9 @@ class ProcessClassifier:
                     break
                 except Exception:
                     log.exception("the inference process could not start; retrying in %ss", pause)
-                    time.sleep(pause)
+                    with self._state:  # close() ends the retries as well as the service
+                        if self._state.wait_for(lambda: self._closed, timeout=pause):
+                            return
                     pause = min(pause * 2, RESTART_PAUSE_MAX_S)
             with self._state:
                 self._pool, self._version, self._serving = pool, version, True

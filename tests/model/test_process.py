@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -88,3 +89,18 @@ def test_a_closed_classifier_is_not_ready() -> None:
 def test_a_bad_artifact_fails_at_construction(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a finmon model artifact"):
         ProcessClassifier(path=tmp_path / "missing", device="cpu", threads=1)
+
+
+def test_close_ends_the_restarts_of_a_model_that_no_longer_loads(tmp_path: Path) -> None:
+    artifact = tmp_path / "model"
+    shutil.copytree(bundled_artifact(), artifact)
+    classifier = ProcessClassifier(path=artifact, device="cpu", threads=1)
+    shutil.rmtree(artifact)  # every new child now fails to load the model
+    os.kill(_child_pid(classifier), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while classifier.ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not classifier.ready()
+    classifier.close()
+    classifier._supervisor.join(timeout=10)
+    assert not classifier._supervisor.is_alive()
