@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from monitor.model.interface import TASKS
+from monitor.model.interface import TARGETED_HEADS, TASKS
 
 if TYPE_CHECKING:
     from monitor.model.evaluate import Entities
@@ -341,18 +341,19 @@ def _derived_artifact_options(command: Callable[..., None]) -> Callable[..., Non
 @_derived_artifact_options
 @click.option(
     "--task",
-    "tasks",
-    type=click.Choice(TASKS),
+    "heads",
+    type=click.Choice([*TASKS, *TARGETED_HEADS]),
     multiple=True,
     default=TASKS,
     show_default=True,
-    help="A head to refit (repeatable).",
+    help="A head to refit (repeatable); sentiment@target fits a head of its own for the "
+    "rows asked about a target.",
 )
 def refit_heads_command(
     artifact: Path,
     sources: list[Source],
     out: Path,
-    tasks: tuple[str, ...],
+    heads: tuple[str, ...],
     base_dir: Path | None,
     max_ece: float,
     threads: int,
@@ -360,17 +361,18 @@ def refit_heads_command(
 ) -> None:
     """Write ARTIFACT to --out (named after it) with each --task head solved afresh on its
     frozen encoder: an L2-regularised logistic regression over the pooled vectors of its
-    training rows, the penalty chosen on the held-out slices of ARTIFACT's own split, kept
-    only if it scores above the original head there. Other heads' outputs are unchanged;
-    temperatures are fitted again. Afterwards DIR/valid.csv of each source is scored.
+    training rows (for sentiment@target, its rows with a target), the penalty chosen on the
+    held-out slices of ARTIFACT's own split, kept only if it scores above the head that
+    reads those rows now. Other heads' outputs are unchanged; temperatures are fitted
+    again. Afterwards DIR/valid.csv of each source is scored.
     """
     from monitor.model.refit import refit_heads
 
     def derive() -> dict[str, Any]:
-        metrics = refit_heads(artifact, sources, out, tasks, max_ece=max_ece, base_dir=base_dir)
-        for task, fit in metrics["refit"]["tasks"].items():
+        metrics = refit_heads(artifact, sources, out, heads, max_ece=max_ece, base_dir=base_dir)
+        for head, fit in metrics["refit"]["tasks"].items():
             verdict = "original kept" if fit["l2"] is None else f"refitted (l2 {fit['l2']})"
-            click.echo(f"{task:9s} held-out {fit['before']:.4f} -> {fit['after']:.4f}: {verdict}")
+            click.echo(f"{head:16s} held-out {fit['before']:.4f} -> {fit['after']:.4f}: {verdict}")
         return metrics
 
     _run_derivation(derive, "refit", out, sources, base_dir, threads, skip_valid)

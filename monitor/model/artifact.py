@@ -4,7 +4,7 @@ Layout of an artifact directory::
 
     adapter_config.json          peft LoRA config
     adapter_model.safetensors    LoRA matrices (+ the trained LayerNorms)
-    heads.safetensors            the linear head of each task
+    heads.safetensors            the linear head of each task (and its targeted head, if any)
     finmon.json                  label names, base identity + SHA-256, max_length, recipe
     metrics.json                 evaluation results written by ``finmon train``
 
@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -32,6 +34,8 @@ METRICS_FILE = "metrics.json"
 HEADS_FILE = "heads.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
+TARGETED_PREFIX = "targeted."
+"""Where a targeted head's weights sit in ``heads.safetensors`` (``targeted.sentiment.weight``)."""
 FORMAT_VERSION = 1
 
 
@@ -82,9 +86,32 @@ def save_artifact(out_dir: Path, model: MultiTaskModel, meta: dict[str, Any]) ->
 
 
 def save_heads(out_dir: Path, model: MultiTaskModel) -> None:
-    """Write the model's heads (``heads.safetensors``) as loading reads them."""
-    heads = {k: v.detach().cpu().contiguous() for k, v in model.heads.state_dict().items()}
+    """Write the model's heads (``heads.safetensors``) as loading reads them: the task
+    heads under their own keys, the targeted heads under :data:`TARGETED_PREFIX` (a model
+    without targeted heads writes exactly the task heads)."""
+    state = {
+        **model.heads.state_dict(),
+        **{TARGETED_PREFIX + k: v for k, v in model.targeted_heads.state_dict().items()},
+    }
+    heads = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     save_file(heads, str(out_dir / HEADS_FILE))
+
+
+def load_heads(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """An artifact's task heads and targeted heads, as :func:`save_heads` wrote them."""
+    state = load_file(str(path / HEADS_FILE))
+    targeted = {
+        k.removeprefix(TARGETED_PREFIX): v
+        for k, v in state.items()
+        if k.startswith(TARGETED_PREFIX)
+    }
+    heads = {k: v for k, v in state.items() if not k.startswith(TARGETED_PREFIX)}
+    return heads, targeted
+
+
+def targeted_tasks(targeted_state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The tasks that have a targeted head in a state dict of :func:`load_heads`."""
+    return sorted({key.split(".", 1)[0] for key in targeted_state})
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -145,8 +172,12 @@ def load_artifact(path: Path, base_dir: Path | None = None) -> LoadedArtifact:
     meta = read_meta(path)
     base_path = check_base(meta, base_dir)
     encoder = PeftModel.from_pretrained(load_encoder(base_path), str(path)).merge_and_unload()
-    model = MultiTaskModel(encoder, meta["label_names"], dropout=0.0)
-    model.heads.load_state_dict(load_file(str(path / HEADS_FILE)))
+    heads, targeted = load_heads(path)
+    model = MultiTaskModel(
+        encoder, meta["label_names"], dropout=0.0, targeted_tasks=targeted_tasks(targeted)
+    )
+    model.heads.load_state_dict(heads)
+    model.targeted_heads.load_state_dict(targeted)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     return LoadedArtifact(model, tokenizer, meta, model_version(path, meta))

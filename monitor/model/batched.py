@@ -129,7 +129,7 @@ class BatchedClassifier:
     def calibrated_logits(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
         """Logits per task divided by the temperature of each input's kind (with or
         without a target), in input order."""
-        targeted = np.array([item.target is not None for item in inputs], dtype=bool)
+        targeted = asked_about_target(inputs)
         temperatures = self.temperatures
         return {
             task: temperatures.scale(logits, task, targeted)
@@ -146,27 +146,33 @@ class BatchedClassifier:
         if not inputs:
             return {task: np.zeros((0, len(n))) for task, n in self.label_names.items()}
         encoded = self.encode(inputs)
+        targeted = asked_about_target(inputs)
         slices = token_balanced_slices(
             [len(f["input_ids"]) for f in encoded], self._cpu_slices, MIN_ITEMS_PER_SLICE
         )
         if self._pool is None or len(slices) == 1:
-            return self._predict(encoded)
+            return self._predict(encoded, targeted)
+
+        def run(indices: Sequence[int]) -> dict[str, np.ndarray]:
+            return self._predict([encoded[i] for i in indices], targeted[list(indices)])
+
         # the calling thread runs the first slice while the pool runs the others
-        pending = [self._pool.submit(self._predict, [encoded[i] for i in s]) for s in slices[1:]]
-        parts = [self._predict([encoded[i] for i in slices[0]])] + [f.result() for f in pending]
+        pending = [self._pool.submit(run, s) for s in slices[1:]]
+        parts = [run(slices[0])] + [f.result() for f in pending]
         probs = {t: np.empty((len(encoded), p.shape[1]), p.dtype) for t, p in parts[0].items()}
         for indices, part in zip(slices, parts, strict=True):
             for task, values in part.items():
                 probs[task][indices] = values
         return probs
 
-    def _predict(self, encoded: Sequence[Features]) -> dict[str, np.ndarray]:
+    def _predict(self, encoded: Sequence[Features], targeted: np.ndarray) -> dict[str, np.ndarray]:
         return predict_logits(
             self._loaded.model,
             encoded,
             pad_id=self._pad_id,
             batch_size=self._max_batch_size,
             device=self._device,
+            targeted=targeted,
         )
 
     def classify(self, inputs: Sequence[ModelInput]) -> list[Classification]:
@@ -188,6 +194,12 @@ class BatchedClassifier:
                 )
             )
         return results
+
+
+def asked_about_target(inputs: Sequence[ModelInput]) -> np.ndarray:
+    """One flag per input: whether it is encoded with a target (one that is more than
+    whitespace), so its rows take the targeted heads and temperatures."""
+    return np.array([bool(item.target and item.target.strip()) for item in inputs], dtype=bool)
 
 
 def resolve_device(device: str) -> torch.device:

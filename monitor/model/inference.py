@@ -29,14 +29,19 @@ def predict_logits(
     pad_id: int,
     batch_size: int,
     device: torch.device,
+    targeted: Sequence[bool] | np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Raw logits per task (float32), one row per item in the input order.
+    """Raw logits per task (float32), one row per item in the input order; ``targeted``
+    (one flag per item: asked about a target) routes rows to the targeted heads
+    (:class:`MultiTaskModel`).
 
     Items are run in length-sorted chunks to cut padding; because pooling ignores
     padding, the chunk an item lands in does not change its result.
     """
     widths = {task: cast(nn.Linear, head).out_features for task, head in model.heads.items()}
-    return _batched(model, model, widths, items, pad_id, batch_size, device)
+    if targeted is not None and len(targeted) != len(items):
+        raise ValueError(f"{len(targeted)} targeted flags for {len(items)} items")
+    return _batched(model, model, widths, items, pad_id, batch_size, device, targeted)
 
 
 def pooled_features(
@@ -65,15 +70,19 @@ def _batched(
     pad_id: int,
     batch_size: int,
     device: torch.device,
+    targeted: Sequence[bool] | np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """``forward``'s outputs (one array per key, ``widths`` columns) over length-sorted
-    chunks of ``items``, in eval mode and without gradients, in the input order."""
+    chunks of ``items``, in eval mode and without gradients, in the input order;
+    ``targeted`` flags, when given, go to ``forward`` chunk by chunk."""
     was_training = model.training
     model.eval()
     out = {key: np.zeros((len(items), width), dtype=np.float32) for key, width in widths.items()}
     with torch.inference_mode(), autocast_for(device):
         for chunk in length_sorted_chunks(items, batch_size):
             batch = pad_batch([items[i] for i in chunk], pad_id)
+            if targeted is not None:
+                batch["targeted"] = torch.tensor([bool(targeted[i]) for i in chunk])
             for key, values in forward(**{k: v.to(device) for k, v in batch.items()}).items():
                 out[key][chunk] = values.float().cpu().numpy()
     model.train(was_training)

@@ -14,6 +14,11 @@ Task = Literal["topic", "sentiment"]
 TASKS: tuple[Task, ...] = ("topic", "sentiment")
 """The classifier's tasks, each with a head of its own."""
 
+TARGETED_SUFFIX = "@target"
+TARGETED_HEADS: tuple[str, ...] = ("sentiment" + TARGETED_SUFFIX,)
+"""Heads that read only the rows asked about a target (a task's *targeted head*), named
+``<task>@target``: the topic does not depend on the target, sentiment does."""
+
 SENTIMENT_LABELS: tuple[str, ...] = ("bearish", "neutral", "bullish")
 
 

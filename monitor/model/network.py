@@ -34,10 +34,21 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 class MultiTaskModel(nn.Module):
-    """Encoder + pooling + one linear head per task; returns logits for every task."""
+    """Encoder + pooling + one linear head per task; returns logits for every task.
+
+    A task may also have a *targeted head* (``targeted_tasks``): the head that reads the
+    rows asked about a target, fitted on such rows alone (:mod:`monitor.model.refit`).
+    Sentiment towards one of several companies in a headline is a different question from
+    the headline's own sentiment, and one head shared by both answers each less well. Rows
+    are routed by the ``targeted`` flags given to :meth:`forward`; a task without a
+    targeted head reads every row with its one head, as before."""
 
     def __init__(
-        self, encoder: nn.Module, label_names: Mapping[str, Sequence[str]], dropout: float = 0.1
+        self,
+        encoder: nn.Module,
+        label_names: Mapping[str, Sequence[str]],
+        dropout: float = 0.1,
+        targeted_tasks: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.label_names = {task: tuple(names) for task, names in label_names.items()}
@@ -47,6 +58,9 @@ class MultiTaskModel(nn.Module):
         hidden = int(config.hidden_size)
         self.heads = nn.ModuleDict(
             {task: nn.Linear(hidden, len(names)) for task, names in label_names.items()}
+        )
+        self.targeted_heads = nn.ModuleDict(
+            {task: nn.Linear(hidden, len(label_names[task])) for task in targeted_tasks}
         )
         base = encoder.get_base_model() if isinstance(encoder, PeftModel) else encoder
         self._token_types = "token_type_ids" in inspect.signature(base.forward).parameters
@@ -67,9 +81,17 @@ class MultiTaskModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        targeted: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """Logits per task; with ``targeted`` (one bool per row), the rows flagged are read
+        by their task's targeted head where it has one."""
         pooled = self.dropout(self.pool(input_ids, attention_mask, token_type_ids))
-        return {task: head(pooled).float() for task, head in self.heads.items()}
+        logits = {task: head(pooled).float() for task, head in self.heads.items()}
+        if targeted is not None and bool(targeted.any()):
+            rows = targeted.unsqueeze(1)
+            for task, head in self.targeted_heads.items():
+                logits[task] = torch.where(rows, head(pooled).float(), logits[task])
+        return logits
 
 
 def load_encoder(base_dir: Path) -> PreTrainedModel:

@@ -10,6 +10,11 @@ head only if it scores above the artifact's own. The encoder is untouched, so ev
 task's outputs are the original's bit for bit; temperatures are then fitted again
 (:func:`monitor.model.recalibrate.derive`), and the artifact gets a name of its own.
 
+A task's *targeted head* (``sentiment@target``, :class:`~monitor.model.network.MultiTaskModel`)
+is fitted the same way on the rows asked about a target alone (an entity set's rows) and
+judged on their held-out slice against the head that reads them now; kept, it serves the
+targeted rows while the task's head keeps serving every other row, bit for bit.
+
 Rows are weighted so that each of a task's views (a source's rows; for an entity set, also
 its headlines without target) carries the same total weight, as the held-out selection
 (:func:`monitor.model.train.selection_score`) averages the views.
@@ -25,9 +30,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from monitor.model.data import has_targets
 from monitor.model.head_fit import fit_linear_head
 from monitor.model.held_out import HeldOut
 from monitor.model.inference import pooled_features
+from monitor.model.interface import TARGETED_SUFFIX
 from monitor.model.metrics import score
 from monitor.model.network import MultiTaskModel
 from monitor.model.recalibrate import derive
@@ -46,46 +53,67 @@ def refit_heads(
     artifact: Path,
     sources: Sequence[Source],
     out: Path,
-    tasks: Sequence[str],
+    heads: Sequence[str],
     l2_grid: Sequence[float] = L2_GRID,
     max_ece: float = TrainConfig.max_ece,
     base_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Write to ``out`` ``artifact`` with the heads of ``tasks`` refitted (each kept only if
-    its held-out score rises); returns its metrics with a ``refit`` record: per task the
-    held-out score of the original head (``before``) and of each penalty (``grid``), the
-    penalty whose head was kept (``l2``, ``None`` when the original stays) and the score
-    of the head shipped (``after``)."""
-    if not tasks:
-        raise TrainingRefused("name at least one task whose head to refit")
+    """Write to ``out`` ``artifact`` with the named ``heads`` refitted (each kept only if
+    its held-out score rises): a task's head (``sentiment``) or its targeted head
+    (``sentiment@target``, fitted on the rows with a target alone and added if the
+    artifact has none). Returns its metrics with a ``refit`` record: per head the held-out
+    score of the head that read those rows before (``before``) and of each penalty
+    (``grid``), the penalty whose head was kept (``l2``, ``None`` when the original
+    stays) and the score of the head shipped (``after``)."""
+    if not heads:
+        raise TrainingRefused("name at least one head to refit")
 
     def change(model: MultiTaskModel, held: HeldOut) -> dict[str, Any]:
-        unknown = sorted(set(tasks) - set(model.heads))
+        unknown = sorted({_task_of(h) for h in heads} - set(model.heads))
         if unknown:
             raise TrainingRefused(f"no head for task(s) {unknown} in {artifact}")
-        return {"tasks": {task: _refit(model, held, task, l2_grid) for task in tasks}}
+        # targeted heads first: a task head then knows whether it still reads targeted rows
+        order = sorted(heads, key=lambda h: _task_of(h) == h)
+        return {"tasks": {head: _refit(model, held, head, l2_grid) for head in order}}
 
     return derive(artifact, sources, out, "refit", change, max_ece=max_ece, base_dir=base_dir)
 
 
+def _task_of(head: str) -> str:
+    return head.removesuffix(TARGETED_SUFFIX)
+
+
 def _refit(
-    model: MultiTaskModel, held: HeldOut, task: str, l2_grid: Sequence[float]
+    model: MultiTaskModel, held: HeldOut, name: str, l2_grid: Sequence[float]
 ) -> dict[str, Any]:
-    """Refit ``task``'s head in place when a penalty of the grid scores above it."""
-    views = [v for v in held.views if v.task == task and v.gold and v.dev_features]
+    """Refit the head ``name`` in place when a penalty of the grid scores above the head
+    that reads its rows now (for a targeted head not yet there, the task's head). A
+    targeted head's rows are those with a target; a task head's, every row of the task,
+    less those with a target once the task has a targeted head."""
+    task = _task_of(name)
+    targeted = name != task
+    # a task head beside a targeted head no longer reads the rows with a target
+    wanted = (True,) if targeted else (False,) if task in model.targeted_heads else (False, True)
+    views = [
+        v
+        for v in held.views
+        if v.task == task and v.gold and v.dev_features and has_targets(v.train) in wanted
+    ]
     if not views:
-        raise TrainingRefused(f"no source with held-out rows for task {task!r}")
+        rows = "rows with a target" if targeted else "rows"
+        raise TrainingRefused(f"no source with held-out {rows} for task {task!r}")
 
     def pooled(items: Sequence[Any]) -> np.ndarray:
         return pooled_features(
             model, items, pad_id=held.pad_id, batch_size=held.cfg.eval_batch_size, device=_CPU
         )
 
-    features = np.concatenate([pooled(v.features) for v in tqdm(views, desc=f"{task} rows")])
+    features = np.concatenate([pooled(v.features) for v in tqdm(views, desc=f"{name} rows")])
     labels = np.concatenate([v.train["label"].to_numpy() for v in views])
     weights = np.concatenate([np.full(len(v.train), 1.0 / len(v.train)) for v in views])
     dev = [(v, pooled(v.dev_features)) for v in views]
-    head = model.heads[task]
+    current = model.targeted_heads[task] if targeted and task in model.targeted_heads else None
+    head = current if current is not None else model.heads[task]
     assert isinstance(head, torch.nn.Linear)
     names = held.names[task]
     before = _held_out_score(head.weight.detach().numpy(), head.bias.detach().numpy(), dev, names)
@@ -93,12 +121,14 @@ def _refit(
 
     def held_out_score(l2: float) -> float:
         fitted[l2] = fit_linear_head(features, labels, len(names), l2, weights)
-        tqdm.write(f"{task}: penalty {l2:g}")
+        tqdm.write(f"{name}: penalty {l2:g}")
         return _held_out_score(*fitted[l2], dev, names)
 
     grid = search(held_out_score, l2_grid)
     chosen = choose(before, grid)
     if chosen is not None:
+        if targeted and current is None:
+            head = model.targeted_heads[task] = torch.nn.Linear(head.in_features, len(names))
         with torch.no_grad():
             head.weight.copy_(torch.from_numpy(fitted[chosen][0]))
             head.bias.copy_(torch.from_numpy(fitted[chosen][1]))

@@ -34,9 +34,11 @@ from monitor.model.artifact import (
     META_FILE,
     METRICS_FILE,
     load_artifact,
+    load_heads,
     model_version,
     read_adapter_config,
     read_meta,
+    targeted_tasks,
     write_json,
 )
 from monitor.model.compact import truncate
@@ -92,13 +94,17 @@ def greedy_soup(
 
 
 def check_ingredients(artifacts: Sequence[Path]) -> None:
-    """Refuse artifacts that are not one model: another base, labels, input or LoRA layout."""
+    """Refuse artifacts that are not one model: another base, labels, input, LoRA layout or
+    set of targeted heads."""
     first_meta, first_config = read_meta(artifacts[0]), read_adapter_config(artifacts[0])
+    first_targeted = targeted_tasks(load_heads(artifacts[0])[1])
     for artifact in artifacts[1:]:
         meta, config = read_meta(artifact), read_adapter_config(artifact)
         differ = [k for k in _SAME_META if meta.get(k) != first_meta.get(k)]
         if meta["base"]["weights_sha256"] != first_meta["base"]["weights_sha256"]:
             differ.append("base")
+        if targeted_tasks(load_heads(artifact)[1]) != first_targeted:
+            differ.append("targeted heads")
         differ += [k for k in _SAME_ADAPTER if _as_set(config, k) != _as_set(first_config, k)]
         if differ:
             raise TrainingRefused(

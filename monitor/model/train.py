@@ -47,9 +47,9 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, get_linear_sche
 
 from monitor.model.artifact import (
     ADAPTER_FILE,
-    HEADS_FILE,
     META_FILE,
     METRICS_FILE,
+    load_heads,
     model_version,
     read_adapter_config,
     read_meta,
@@ -285,7 +285,8 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
 def held_out_logits(
     model: MultiTaskModel, views: Sequence[View], pad_id: int, cfg: TrainConfig
 ) -> dict[str, np.ndarray]:
-    """Each view's held-out slice through its task's head, by view name (views without a
+    """Each view's held-out slice through its task's head (rows with a target through the
+    task's targeted head, where it has one), by view name (views without a
     held-out slice are left out): the one pass :func:`dev_scores` and :func:`calibrate`
     share."""
     return {
@@ -295,6 +296,7 @@ def held_out_logits(
             pad_id=pad_id,
             batch_size=cfg.eval_batch_size,
             device=torch.device("cpu"),
+            targeted=(view.dev["target"] != "").to_numpy(),
         )[view.task]
         for view in views
         if view.dev_features
@@ -589,8 +591,9 @@ def check_init(
 def _warm_start(model: MultiTaskModel, init: Path, config: Mapping[str, Any], scale: float) -> None:
     """Start from an artifact's LoRA weights and heads (checked by :func:`check_init`, which
     gives its adapter ``config``), so a new version can add sources without relearning what
-    the old one knew. A run at a higher rank, or another ``alpha``, starts from the same
-    update (``scale`` is this run's ``alpha / r``; :func:`monitor.model.compact.widen`)."""
+    the old one knew (its targeted heads are not carried over). A run at a higher rank, or
+    another ``alpha``, starts from the same update (``scale`` is this run's ``alpha / r``;
+    :func:`monitor.model.compact.widen`)."""
     ratio = config["lora_alpha"] / config["r"] / scale
     adapter = load_file(str(init / ADAPTER_FILE))
     own = {name.replace(".default", ""): p for name, p in model.encoder.named_parameters()}
@@ -604,7 +607,9 @@ def _warm_start(model: MultiTaskModel, init: Path, config: Mapping[str, Any], sc
     result = set_peft_model_state_dict(model.encoder, adapter) if not misfits else None
     if misfits or (result is not None and result.unexpected_keys):
         raise TrainingRefused(f"{init}: adapter does not fit (its LoRA modules or shapes differ)")
-    model.heads.load_state_dict(load_file(str(init / HEADS_FILE)))
+    # a targeted head was fitted to the init's frozen encoder, which training moves: not
+    # carried over (refit one on the new encoder, monitor.model.refit)
+    model.heads.load_state_dict(load_heads(init)[0])
 
 
 def train(

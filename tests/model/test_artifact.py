@@ -39,18 +39,19 @@ def test_committed_artifacts_record_labels_base_recipe_and_metrics(name: str) ->
     assert load_artifact(bundled_artifact(name)).version.startswith(f"{name}+")
 
 
-def test_the_default_is_v5_2_v5_1_with_its_topic_head_refitted() -> None:
+def test_v5_2_is_v5_1_with_its_topic_head_refitted() -> None:
     """v5.2 is v5.1 (v5's weights recalibrated; v5 a soup of v4 and two continuations of
     it) with its topic head solved afresh on the frozen encoder: the adapter and the
     sentiment head (and so every sentiment output and temperature) are v5.1's, and the
     record says what the held-out slices scored."""
-    meta, v51 = read_meta(bundled_artifact()), bundled_artifact("finmon-minilm-v5.1")
+    v52, v51 = bundled_artifact("finmon-minilm-v5.2"), bundled_artifact("finmon-minilm-v5.1")
+    meta = read_meta(v52)
     assert meta["name"] == "finmon-minilm-v5.2" and meta["targets"] is True
     assert meta["target_markers"] is True
     assert meta["training"]["config"]["split_seed"] == 13
     for name in ("adapter_model.safetensors", "adapter_config.json"):
-        assert (bundled_artifact() / name).read_bytes() == (v51 / name).read_bytes()
-    heads, old_heads = (load_file(str(p / "heads.safetensors")) for p in (bundled_artifact(), v51))
+        assert (v52 / name).read_bytes() == (v51 / name).read_bytes()
+    heads, old_heads = (load_file(str(p / "heads.safetensors")) for p in (v52, v51))
     assert torch.equal(heads["sentiment.weight"], old_heads["sentiment.weight"])
     assert torch.equal(heads["sentiment.bias"], old_heads["sentiment.bias"])
     assert not torch.equal(heads["topic.weight"], old_heads["topic.weight"])
@@ -68,13 +69,37 @@ def test_the_default_is_v5_2_v5_1_with_its_topic_head_refitted() -> None:
     )
     soup = meta["training"]["soup"]
     assert soup["ingredients"][0] == load_artifact(bundled_artifact("finmon-minilm-v4")).version
-    metrics = json.loads((bundled_artifact() / "metrics.json").read_text())
+    metrics = json.loads((v52 / "metrics.json").read_text())
     assert set(metrics["valid"]["sentiment/sentfin"]) == {"headline", "entity", "multi"}
     # the held-out scores recorded for the shipped heads are what the artifact scores there
     for task, fit in refit["tasks"].items():
         views = [s for view, s in metrics["dev"].items() if view.startswith(f"{task}/")]
         mean = sum((s["accuracy"] + s["macro_f1"]) / 2 for s in views) / len(views)
         assert fit["after"] == pytest.approx(mean)
+
+
+def test_the_default_is_v5_3_v5_2_with_a_targeted_sentiment_head() -> None:
+    """v5.3 is v5.2 with a sentiment head of its own for the rows asked about a target:
+    the adapter and every task head are v5.2's (so every topic and every untargeted
+    sentiment label is v5.2's), the targeted head was kept because it scored above v5.2's
+    sentiment head on the held-out entity rows, and what the record says it scored there
+    is what the artifact scores."""
+    default, v52 = bundled_artifact(), bundled_artifact("finmon-minilm-v5.2")
+    meta = read_meta(default)
+    assert meta["name"] == "finmon-minilm-v5.3"
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (default / name).read_bytes() == (v52 / name).read_bytes()
+    heads, old_heads = (load_file(str(p / "heads.safetensors")) for p in (default, v52))
+    assert set(heads) == set(old_heads) | {"targeted.sentiment.weight", "targeted.sentiment.bias"}
+    assert all(torch.equal(heads[k], old_heads[k]) for k in old_heads)
+    refit = meta["training"]["refit"]
+    assert refit["from"] == load_artifact(v52).version
+    [fit] = refit["tasks"].values()
+    assert set(refit["tasks"]) == {"sentiment@target"}
+    assert fit["l2"] is not None and fit["after"] > fit["before"]
+    entity = json.loads((default / "metrics.json").read_text())["dev"]["sentiment/sentfin"]
+    assert fit["after"] == pytest.approx((entity["accuracy"] + entity["macro_f1"]) / 2)
+    assert set(meta["targeted_temperature"]) == {"sentiment"}
 
 
 def test_mpnet_v1_1_is_mpnet_v1_with_its_topic_head_refitted() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from finmon.cli import main
 from monitor.model.artifact import load_artifact, read_meta
 from monitor.model.batched import load_classifier
 from monitor.model.encoding import encode_items, pad_batch
 from monitor.model.interface import ModelInput
-from monitor.model.train import Split, split_of
+from monitor.model.soup import check_ingredients
+from monitor.model.train import Split, TrainingRefused, split_of
 from monitor.resources import bundled_artifact
 from tests.model.conftest import FIXTURES
 
@@ -352,7 +354,7 @@ def test_evaluate_table_output() -> None:
 def test_classify_prints_each_text() -> None:
     out = run("classify", "Acme upgraded to Buy", "Oil falls 5%")
     assert out.count("topic:") == 2 and out.count("sentiment:") == 2
-    assert "model: finmon-minilm-v5.2+" in out
+    assert "model: finmon-minilm-v5.3+" in out
 
 
 def test_evaluate_reads_an_entity_set_with_and_without_targets() -> None:
@@ -447,8 +449,53 @@ def test_refit_heads_solves_a_head_and_leaves_the_others_bit_identical(
     )
     assert new.model_version.startswith("tiny-refit+")
     assert meta["training"]["refit"]["from"] == old.model_version
-    assert "topic     held-out" in output and f"wrote {out}" in output
+    assert re.search(r"^topic +held-out", output, re.MULTILINE) and f"wrote {out}" in output
     result = CliRunner().invoke(
         main, ["refit-heads", str(first), *TINY_SOURCES, "--out", str(first)]
     )
     assert result.exit_code == 1 and "the artifact itself" in result.output
+
+
+def test_a_targeted_head_serves_the_rows_with_a_target_and_no_other(
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``--task sentiment@target`` on an artifact whose sentiment head cannot tell rows
+    apart (zeroed, so a fitted head must score above it): the targeted head is added and
+    kept, every untargeted output and every topic stays the original's bit for bit, rows
+    with a target change, a mixed batch gives each row what it gets alone, and a soup
+    refuses to mix artifacts with and without it, and training from it drops it."""
+    first, _ = tiny_artifacts
+    blind = tmp_path / "tiny-blind"
+    shutil.copytree(first, blind)
+    heads = load_file(str(blind / "heads.safetensors"))
+    heads = {k: torch.zeros_like(v) if k.startswith("sentiment.") else v for k, v in heads.items()}
+    save_file(heads, str(blind / "heads.safetensors"))
+    out = tmp_path / "tiny-targeted"
+    output = run(
+        "refit-heads", str(blind), *TINY_SOURCES, "--out", str(out),
+        "--task", "sentiment@target", "--skip-valid",
+    )  # fmt: skip
+    fit = read_meta(out)["training"]["refit"]["tasks"]["sentiment@target"]
+    assert fit["l2"] is not None and fit["after"] > fit["before"]
+    assert re.search(r"^sentiment@target +held-out", output, re.MULTILINE)
+    new_heads = load_file(str(out / "heads.safetensors"))
+    assert set(new_heads) == set(heads) | {"targeted.sentiment.weight", "targeted.sentiment.bias"}
+    assert all(torch.equal(heads[k], new_heads[k]) for k in heads)
+    plain = [ModelInput("Acme shares slump after profit warning"), ModelInput("Fed holds rates")]
+    targeted = [ModelInput("Acme gains, Widget slips", target="Widget")]
+    old, new = (load_classifier(p, device="cpu") for p in (blind, out))
+    for task, logits in new.predict_logits(plain).items():
+        assert np.array_equal(logits, old.predict_logits(plain)[task])
+    batch = [*plain, *targeted] * 4  # several slices, each with rows of both kinds
+    mixed = new.predict_logits(batch)
+    np.testing.assert_allclose(mixed["topic"], old.predict_logits(batch)["topic"], atol=1e-5)
+    assert not np.allclose(mixed["sentiment"][2], old.predict_logits(targeted)["sentiment"][0])
+    for row, item in enumerate(batch):
+        alone = new.predict_logits([item])["sentiment"][0]
+        np.testing.assert_allclose(mixed["sentiment"][row], alone, atol=1e-5)
+    with pytest.raises(TrainingRefused, match="targeted heads differ"):
+        check_ingredients([blind, out])
+    # training moves the encoder a targeted head was fitted to: a run from it drops the head
+    continued = tmp_path / "tiny-continued"
+    run(*TINY_TRAIN, "--epochs", "1", "--init", str(out), "--out", str(continued), "--skip-valid")
+    assert set(load_file(str(continued / "heads.safetensors"))) == set(heads)
