@@ -92,13 +92,14 @@ def _refit(
     less those with a target once the task has a targeted head."""
     task = _task_of(name)
     targeted = name != task
-    # a task head beside a targeted head no longer reads the rows with a target
-    wanted = (True,) if targeted else (False,) if task in model.targeted_heads else (False, True)
-    views = [
-        v
-        for v in held.views
-        if v.task == task and v.gold and v.dev_features and has_targets(v.train) in wanted
-    ]
+
+    def reads(view: View) -> bool:
+        if targeted:
+            return has_targets(view.train)
+        # a task head beside a targeted head no longer reads the rows with a target
+        return not (task in model.targeted_heads and has_targets(view.train))
+
+    views = [v for v in held.views if v.task == task and v.gold and v.dev_features and reads(v)]
     if not views:
         rows = "rows with a target" if targeted else "rows"
         raise TrainingRefused(f"no source with held-out {rows} for task {task!r}")

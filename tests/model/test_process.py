@@ -39,6 +39,14 @@ def _child_pid(classifier: ProcessClassifier) -> int:
     return pid
 
 
+def _wait_until_not_ready(classifier: ProcessClassifier) -> None:
+    """The supervisor sees a dead child at once: readiness turns false within seconds."""
+    deadline = time.monotonic() + 10
+    while classifier.ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not classifier.ready()
+
+
 def test_same_verdicts_as_in_process(
     remote: ProcessClassifier, real_model: BatchedClassifier
 ) -> None:
@@ -56,10 +64,7 @@ def test_a_dead_inference_process_is_not_ready_until_replaced(
     assert remote.ready()
     pid = _child_pid(remote)
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while remote.ready() and time.monotonic() < deadline:  # the watcher sees it at once
-        time.sleep(0.01)
-    assert not remote.ready()
+    _wait_until_not_ready(remote)
     # a call made while the new child loads waits for it, then is served
     assert [c.topic for c in remote.classify(INPUTS)]
     assert remote.ready()
@@ -97,10 +102,7 @@ def test_close_ends_the_restarts_of_a_model_that_no_longer_loads(tmp_path: Path)
     classifier = ProcessClassifier(path=artifact, device="cpu", threads=1)
     shutil.rmtree(artifact)  # every new child now fails to load the model
     os.kill(_child_pid(classifier), signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while classifier.ready() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not classifier.ready()
+    _wait_until_not_ready(classifier)
     classifier.close()
     classifier._supervisor.join(timeout=10)
     assert not classifier._supervisor.is_alive()
