@@ -129,6 +129,13 @@ _holdout_option = click.option(
 @_max_train_rows_option
 @_training_threads_option
 @click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the student trains: auto is CUDA when present, else the CPU.",
+)
+@click.option(
     "--sampling-temperature",
     type=click.FloatRange(min=1.0),
     default=1.0,

@@ -27,6 +27,7 @@ Recipe (the why of each choice is in the model cards under models/):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import sys
@@ -57,7 +58,8 @@ from monitor.model.artifact import (
     write_json,
 )
 from monitor.model.base import BaseIdentity, identify_base
-from monitor.model.calibration import expected_calibration_error, fit_temperature
+from monitor.model.batched import BatchedClassifier, load_classifier, resolve_device
+from monitor.model.calibration import Temperatures, expected_calibration_error, fit_temperature
 from monitor.model.compact import widen
 from monitor.model.data import (
     contrast_pairs,
@@ -113,6 +115,8 @@ class TrainConfig:
     patience: int = 1
     max_train_rows: int | None = None
     threads: int | None = 2
+    # where the student trains: "auto" is CUDA when present, else the CPU
+    device: str = "auto"
     eval_batch_size: int = 128
     sampling_temperature: float = 1.0
     epoch_batches: int | None = None
@@ -295,7 +299,7 @@ def held_out_logits(
             view.dev_features,
             pad_id=pad_id,
             batch_size=cfg.eval_batch_size,
-            device=torch.device("cpu"),
+            device=next(model.parameters()).device,
             targeted=(view.dev["target"] != "").to_numpy(),
         )[view.task]
         for view in views
@@ -348,6 +352,24 @@ def choose_teachers(
     return best[1]
 
 
+class _Teacher:
+    """A teacher artifact, identified (version, ``finmon.json``, temperatures) from its
+    files alone; its weights and base are loaded on the first pass the cache lacks, so a
+    run whose teachers' passes are all cached never loads a teacher."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        self.path = path
+        self.threads = threads
+        self.meta_bytes = (path / META_FILE).read_bytes()  # part of each cache key
+        meta = read_meta(path)
+        self.model_version = model_version(path, meta)
+        self.temperatures = Temperatures.from_meta(meta)
+
+    @functools.cached_property
+    def classifier(self) -> BatchedClassifier:
+        return load_classifier(self.path, device="auto", threads=self.threads, max_batch_size=128)
+
+
 def _teacher_probs(
     teachers: Sequence[Path],
     views: Sequence[View],
@@ -362,23 +384,18 @@ def _teacher_probs(
     teachers that score best on all of its task's held-out slices together. Each teacher
     reads rows through its own tokenizer, once per set of rows (or never, when ``cache``
     holds that pass). Returns each view's teachers by version."""
-    from monitor.model.batched import load_classifier
     from monitor.model.interface import ModelInput
 
-    classifiers = [
-        load_classifier(path, device="auto", threads=cfg.threads, max_batch_size=128)
-        for path in teachers
-    ]
-    metas = [(path / META_FILE).read_bytes() for path in teachers]  # part of each cache key
+    classifiers = [_Teacher(path, cfg.threads) for path in teachers]
     passes: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 
     def logits(teacher: int, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         key = (teacher, id(frame))
         if key not in passes:
             rows = list(zip(frame["text"], frame["target"], strict=True))
-            classifier = classifiers[teacher]
 
             def compute() -> dict[str, np.ndarray]:
+                classifier = classifiers[teacher].classifier
                 inputs = [ModelInput(text, None, target or None) for text, target in rows]
                 chunks = [
                     inputs[start : start + _PASS_CHUNK_ROWS]
@@ -392,7 +409,9 @@ def _teacher_probs(
                 ]
                 return {task: np.concatenate([p[task] for p in parts]) for task in parts[0]}
 
-            entry = entry_key(classifier.model_version, metas[teacher], rows)
+            entry = entry_key(
+                classifiers[teacher].model_version, classifiers[teacher].meta_bytes, rows
+            )
             passes[key] = cache.get(entry, compute)
         return passes[key]
 
@@ -626,9 +645,6 @@ def train(
     later runs (:mod:`monitor.model.teacher_cache`); it never changes the result."""
     started = time.monotonic()
     check_same_split([*teachers, *([init] if init else [])], cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
     names = label_names_of(sources)
@@ -647,7 +663,17 @@ def train(
     view_teachers = (
         _teacher_probs(teachers, views, names, cfg, TeacherCache(teacher_cache)) if teachers else {}
     )
-    soft = [None if v.teacher_probs is None else torch.from_numpy(v.teacher_probs) for v in views]
+    # after the teachers' passes, which load a teacher only when the cache lacks one: the
+    # student starts the same, on as many threads, whether or not a teacher was loaded
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    labels = [None if t is None else t.to(device) for t in labels]
+    soft = [
+        None if v.teacher_probs is None else torch.from_numpy(v.teacher_probs).to(device)
+        for v in views
+    ]
 
     plain = load_encoder(Path(base.path))
     encoder = add_lora(
@@ -657,6 +683,7 @@ def train(
     model = MultiTaskModel(encoder, names, dropout=cfg.head_dropout)
     if init is not None and init_config is not None:
         _warm_start(model, init, init_config, cfg.lora_alpha / cfg.lora_rank)
+    model.to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     features = [view.features for view in views]
     steps_per_epoch = len(
@@ -684,7 +711,10 @@ def train(
         running = 0.0
         progress = _progress(batches, f"epoch {epoch}/{cfg.epochs}", "batch")
         for step, (v, index) in enumerate(progress, start=1):
-            batch = pad_batch([features[v][i] for i in index], pad_id)
+            batch = {
+                name: tensor.to(device)
+                for name, tensor in pad_batch([features[v][i] for i in index], pad_id).items()
+            }
             teacher = soft[v]
             gold = labels[v]
             loss = training_loss(
@@ -729,6 +759,7 @@ def train(
 
     assert best is not None  # epochs >= 1
     model.load_state_dict(best[2], strict=False)
+    model.to("cpu")
     calibration = calibrate(best[3], views, cfg)
     meta = {
         "name": out_dir.name,

@@ -123,17 +123,24 @@ def test_distillation_from_teachers_across_tasks_and_a_warm_start(
 
 
 def test_a_teacher_cache_spares_the_teachers_passes_and_changes_nothing(
-    tiny_artifacts: tuple[Path, Path], tmp_path: Path
+    tiny_artifacts: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The second run with the same teacher and rows reads every pass from the cache (its
-    entries are left untouched) and writes the same weights as the first."""
+    entries are left untouched, the teacher is never loaded) and writes the same weights
+    as the first."""
     first, _ = tiny_artifacts
     cache = tmp_path / "cache"
     student = [*TINY_TRAIN, "--skip-valid", "--teacher", str(first), "--cross-task"]
     run(*student, "--out", str(tmp_path / "a"), "--teacher-cache", str(cache))
     entries = {p: p.stat().st_mtime_ns for p in cache.glob("*.npz")}
     assert entries  # every set of rows a teacher read
-    run(*student, "--out", str(tmp_path / "b"), "--teacher-cache", str(cache))
+
+    def no_teacher_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a teacher was loaded though every pass is cached")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("monitor.model.train.load_classifier", no_teacher_load)
+        run(*student, "--out", str(tmp_path / "b"), "--teacher-cache", str(cache))
     assert {p: p.stat().st_mtime_ns for p in cache.glob("*.npz")} == entries
     run(*student, "--out", str(tmp_path / "c"))
     for name in ("adapter_model.safetensors", "heads.safetensors"):
