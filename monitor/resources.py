@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-DEFAULT_ARTIFACT_NAME = "finmon-minilm-v5.3"
+DEFAULT_ARTIFACT_NAME = "finmon-minilm-v6"
 """The bundled artifact used when the config names none (`model.artifact`)."""
 
 

@@ -772,6 +772,7 @@ def train(
         **temperatures_of(calibration),
         "training": {
             "config": asdict(cfg),
+            "device": str(device),  # the one "auto" resolved to
             # by version (name + weight hash), which identifies them wherever they lie
             "teachers": [_version_of(p) for p in teachers],
             "init": _version_of(init) if init else None,

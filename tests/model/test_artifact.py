@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -78,13 +79,48 @@ def test_v5_2_is_v5_1_with_its_topic_head_refitted() -> None:
         assert fit["after"] == pytest.approx(mean)
 
 
-def test_the_default_is_v5_3_v5_2_with_a_targeted_sentiment_head() -> None:
+def test_the_default_is_v6_a_soup_of_longer_continuations_with_every_head_refitted() -> None:
+    """v6 is a greedy soup of three continuations of v5.2 (their versions recorded, each
+    kept because it raised the held-out selection), with its topic, sentiment and targeted
+    sentiment heads each solved afresh on the soup's encoder and kept because it scored
+    above the head before it on the held-out rows it reads; what the record says each
+    scored there is what the artifact scores."""
+    default = bundled_artifact()
+    meta = read_meta(default)
+    assert meta["name"] == "finmon-minilm-v6"
+    soup = meta["training"]["soup"]
+    assert len(soup["ingredients"]) == 3
+    kept = [trial for trial in soup["trials"] if trial["kept"]]
+    assert [trial["soup"] for trial in kept][-1] == soup["ingredients"]
+    assert all(a["selection"] < b["selection"] for a, b in itertools.pairwise(kept))
+    refit = meta["training"]["refit"]
+    assert set(refit["tasks"]) == {"topic", "sentiment", "sentiment@target"}
+    for fit in refit["tasks"].values():
+        assert fit["l2"] is not None and fit["after"] > fit["before"]
+    heads = load_file(str(default / "heads.safetensors"))
+    assert {"targeted.sentiment.weight", "targeted.sentiment.bias"} <= set(heads)
+    dev = json.loads((default / "metrics.json").read_text())["dev"]
+
+    def selection(*views: str) -> float:
+        return sum((dev[v]["accuracy"] + dev[v]["macro_f1"]) / 2 for v in views) / len(views)
+
+    reads = {
+        "topic": ["topic/twitter"],
+        # beside a targeted head the sentiment head reads the rows without a target
+        "sentiment": ["sentiment/twitter", "sentiment/sentfin/headline"],
+        "sentiment@target": ["sentiment/sentfin"],
+    }
+    for task, views in reads.items():
+        assert refit["tasks"][task]["after"] == pytest.approx(selection(*views))
+
+
+def test_v5_3_is_v5_2_with_a_targeted_sentiment_head() -> None:
     """v5.3 is v5.2 with a sentiment head of its own for the rows asked about a target:
     the adapter and every task head are v5.2's (so every topic and every untargeted
     sentiment label is v5.2's), the targeted head was kept because it scored above v5.2's
     sentiment head on the held-out entity rows, and what the record says it scored there
     is what the artifact scores."""
-    default, v52 = bundled_artifact(), bundled_artifact("finmon-minilm-v5.2")
+    default, v52 = bundled_artifact("finmon-minilm-v5.3"), bundled_artifact("finmon-minilm-v5.2")
     meta = read_meta(default)
     assert meta["name"] == "finmon-minilm-v5.3"
     for name in ("adapter_model.safetensors", "adapter_config.json"):

@@ -31,7 +31,7 @@ LONG_BODY = "The company said revenue rose while costs were flat. " * 200
 
 def test_implements_the_pipeline_protocol(real_model: BatchedClassifier) -> None:
     classifier: Classifier = real_model
-    assert re.fullmatch(r"finmon-minilm-v5\.3\+[0-9a-f]{12}", classifier.model_version)
+    assert re.fullmatch(r"finmon-minilm-v6\+[0-9a-f]{12}", classifier.model_version)
     assert classifier.accepts_targets
     assert real_model.label_names == {
         "topic": list(TOPIC_DATASET_LABELS),

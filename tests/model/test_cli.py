@@ -61,6 +61,8 @@ def test_tiny_training_writes_a_loadable_artifact(tiny_artifacts: tuple[Path, Pa
     out, _ = tiny_artifacts
     meta = read_meta(out)
     assert meta["training"]["config"]["max_length"] == 32
+    # "auto": the GPU when present, recorded as the device it resolved to
+    assert meta["training"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     views = meta["training"]["views"]
     assert set(views) == {
         "topic/topic",
@@ -361,7 +363,7 @@ def test_evaluate_table_output() -> None:
 def test_classify_prints_each_text() -> None:
     out = run("classify", "Acme upgraded to Buy", "Oil falls 5%")
     assert out.count("topic:") == 2 and out.count("sentiment:") == 2
-    assert "model: finmon-minilm-v5.3+" in out
+    assert "model: finmon-minilm-v6+" in out
 
 
 def test_evaluate_reads_an_entity_set_with_and_without_targets() -> None:
