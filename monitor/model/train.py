@@ -386,7 +386,7 @@ def _teacher_probs(
     holds that pass). Returns each view's teachers by version."""
     from monitor.model.interface import ModelInput
 
-    classifiers = [_Teacher(path, cfg.threads) for path in teachers]
+    models = [_Teacher(path, cfg.threads) for path in teachers]
     passes: dict[tuple[int, int], dict[str, np.ndarray]] = {}
 
     def logits(teacher: int, frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -395,7 +395,7 @@ def _teacher_probs(
             rows = list(zip(frame["text"], frame["target"], strict=True))
 
             def compute() -> dict[str, np.ndarray]:
-                classifier = classifiers[teacher].classifier
+                classifier = models[teacher].classifier
                 inputs = [ModelInput(text, None, target or None) for text, target in rows]
                 chunks = [
                     inputs[start : start + _PASS_CHUNK_ROWS]
@@ -409,24 +409,22 @@ def _teacher_probs(
                 ]
                 return {task: np.concatenate([p[task] for p in parts]) for task in parts[0]}
 
-            entry = entry_key(
-                classifiers[teacher].model_version, classifiers[teacher].meta_bytes, rows
-            )
+            entry = entry_key(models[teacher].model_version, models[teacher].meta_bytes, rows)
             passes[key] = cache.get(entry, compute)
         return passes[key]
 
     def calibrated(teacher: int, frame: pd.DataFrame, task: str) -> np.ndarray:
-        scaled = classifiers[teacher].temperatures.scale(
+        scaled = models[teacher].temperatures.scale(
             logits(teacher, frame)[task], task, (frame["target"] != "").to_numpy()
         )
         return torch.from_numpy(scaled).softmax(dim=-1).numpy()
 
     def choose(task: Task, slices: Sequence[pd.DataFrame]) -> tuple[int, ...]:
-        if len(classifiers) == 1 or not slices or not cfg.choose_teachers:
-            return tuple(range(len(classifiers)))
+        if len(models) == 1 or not slices or not cfg.choose_teachers:
+            return tuple(range(len(models)))
         probs = [
             np.concatenate([calibrated(t, frame, task) for frame in slices])
-            for t in range(len(classifiers))
+            for t in range(len(models))
         ]
         labels = np.concatenate([frame["label"].to_numpy() for frame in slices])
         return choose_teachers(probs, labels, names[task])
@@ -445,7 +443,7 @@ def _teacher_probs(
             for t in subset
         ]
         view.teacher_probs = np.mean(softened, axis=0)
-        chosen[view.name] = [classifiers[t].model_version for t in subset]
+        chosen[view.name] = [models[t].model_version for t in subset]
         tqdm.write(f"teachers of {view.name}: {', '.join(chosen[view.name])}")
     return chosen
 
