@@ -43,7 +43,7 @@ from monitor.model.train import (
     held_out_logits,
     selection_score,
     split_of,
-    temperatures_of,
+    with_temperatures,
 )
 
 Change = Callable[[MultiTaskModel, HeldOut], dict[str, Any]]
@@ -106,13 +106,11 @@ def derive(
         "calibration": calibration,
         "wall_s": round(time.monotonic() - started, 1),
     }
-    kept = {k: v for k, v in meta.items() if k not in ("temperature", "targeted_temperature")}
     write_json(
         out / META_FILE,
         {
-            **kept,
+            **with_temperatures(meta, calibration),
             "name": out.name,
-            **temperatures_of(calibration),
             "training": {**meta["training"], kind: record},
         },
     )

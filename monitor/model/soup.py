@@ -53,7 +53,7 @@ from monitor.model.train import (
     dev_scores,
     held_out_logits,
     selection_score,
-    temperatures_of,
+    with_temperatures,
 )
 
 T = TypeVar("T")
@@ -204,8 +204,7 @@ def make_soup(
     write_json(
         out / META_FILE,
         {
-            **read_meta(out),
-            **temperatures_of(calibration),
+            **with_temperatures(read_meta(out), calibration),
             "training": {
                 "config": {**asdict(Split.of(cfg)), "max_ece": cfg.max_ece},
                 "sources": [

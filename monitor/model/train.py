@@ -515,6 +515,14 @@ def temperatures_of(calibration: Mapping[str, Any]) -> dict[str, dict[str, float
     return entries | ({"targeted_temperature": targeted} if targeted else {})
 
 
+def with_temperatures(meta: Mapping[str, Any], calibration: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` with its temperatures replaced by those of a :func:`calibrate` report:
+    none of the old ones survive, so a head the report leaves without a targeted
+    temperature does not keep one from the artifact the meta came from."""
+    kept = {k: v for k, v in meta.items() if k not in ("temperature", "targeted_temperature")}
+    return kept | temperatures_of(calibration)
+
+
 @dataclass(frozen=True)
 class Split:
     """What decides a run's early-stopping rows: the held-out fraction, the split seed and

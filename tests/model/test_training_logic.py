@@ -40,6 +40,7 @@ from monitor.model.train import (
     split_of,
     temperatures_of,
     training_loss,
+    with_temperatures,
 )
 from tests.model.conftest import FIXTURES
 
@@ -275,6 +276,51 @@ def test_temperatures_of_an_artifact(meta: dict[str, dict[str, float]], plain: f
                                      targeted: float) -> None:  # fmt: skip
     temperatures = Temperatures.from_meta(meta)
     assert (temperatures.of("sentiment"), temperatures.of("sentiment", True)) == (plain, targeted)
+
+
+PLAIN = {"temperature": 1.0}
+TARGETED = {"temperature": 1.4, "targeted": {"temperature": 1.8}}
+
+
+@pytest.mark.parametrize(
+    ("meta", "calibration", "expected"),
+    [
+        (
+            {"name": "a"},
+            {"sentiment": TARGETED},
+            {
+                "name": "a",
+                "temperature": {"sentiment": 1.4},
+                "targeted_temperature": {"sentiment": 1.8},
+            },
+        ),
+        (
+            {
+                "name": "a",
+                "temperature": {"sentiment": 1.4},
+                "targeted_temperature": {"sentiment": 1.8},
+            },
+            {"sentiment": PLAIN, "topic": PLAIN},
+            {"name": "a", "temperature": {"sentiment": 1.0, "topic": 1.0}},
+        ),
+        (
+            {"name": "a", "temperature": {"topic": 2.0}, "targeted_temperature": {"topic": 3.0}},
+            {"topic": PLAIN, "sentiment": TARGETED},
+            {
+                "name": "a",
+                "temperature": {"topic": 1.0, "sentiment": 1.4},
+                "targeted_temperature": {"sentiment": 1.8},
+            },
+        ),
+    ],
+    ids=["added", "a stale targeted temperature dropped", "replaced, not merged"],
+)
+def test_a_new_calibration_replaces_every_temperature(
+    meta: dict[str, Any], calibration: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    """Soups and recalibrations start from another artifact's meta: a targeted
+    temperature the new calibration does not fit must not survive from it."""
+    assert with_temperatures(meta, calibration) == expected
 
 
 @given(
