@@ -133,7 +133,7 @@ class BatchedClassifier:
         temperatures = self.temperatures
         return {
             task: temperatures.scale(logits, task, targeted)
-            for task, logits in self.predict_logits(inputs).items()
+            for task, logits in self._logits(inputs, targeted).items()
         }
 
     def predict_probs(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
@@ -143,10 +143,13 @@ class BatchedClassifier:
 
     def predict_logits(self, inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
         """Raw logits per task (columns in ``label_names`` order), in input order."""
+        return self._logits(inputs, asked_about_target(inputs))
+
+    def _logits(self, inputs: Sequence[ModelInput], targeted: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`predict_logits` given the inputs' :func:`asked_about_target` flags."""
         if not inputs:
             return {task: np.zeros((0, len(n))) for task, n in self.label_names.items()}
         encoded = self.encode(inputs)
-        targeted = asked_about_target(inputs)
         slices = token_balanced_slices(
             [len(f["input_ids"]) for f in encoded], self._cpu_slices, MIN_ITEMS_PER_SLICE
         )
